@@ -1,0 +1,1 @@
+"""Data modules, datasets and degradations (installed as ``m3l.data``)."""

@@ -1,0 +1,102 @@
+"""Datasets over images: random training patches, evaluation pairs, and images to correct.
+
+Every item is a dict: ``input`` (the degraded image), ``target`` (the clean one, not for correction),
+``path`` (the name relative to its folder), ``side`` (degradation parameters, see
+:mod:`m3l.data.degradations`) and, for evaluation, ``dataset`` and ``degradation`` names.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from m3l.imageio import read_image
+
+
+def relative_name(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` (a folder), or its bare name when ``root`` is the file itself."""
+    return path.name if root == path or not root.is_dir() else path.relative_to(root).as_posix()
+
+
+class PatchDataset(Dataset):
+    """``length`` random ``patch_size`` crops of in-memory images, augmented and degraded on the fly.
+
+    Images are decoded once (``images`` is a list of ``(C, H, W)`` tensors); each item picks an image, a
+    position and one of the 8 flips / rotations with torch's RNG (seeded per worker by Lightning), then
+    degrades the patch with a numpy RNG drawn from it.
+    """
+
+    def __init__(self, images: list[torch.Tensor], degradation, patch_size: int = 40, length: int = 1600,
+                 augment: bool = True):
+        self.images, self.degradation = images, degradation
+        self.patch_size, self.length, self.augment = patch_size, length, augment
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        image = self.images[int(torch.randint(len(self.images), ()))]
+        p = self.patch_size
+        top = int(torch.randint(image.shape[1] - p + 1, ()))
+        left = int(torch.randint(image.shape[2] - p + 1, ()))
+        patch = image[:, top:top + p, left:left + p]
+        if self.augment:
+            k, flip = int(torch.randint(4, ())), bool(torch.randint(2, ()))
+            patch = torch.rot90(patch, k, (1, 2))
+            patch = patch.flip(2) if flip else patch
+        rng = np.random.RandomState(int(torch.randint(2**31 - 1, ())))
+        degraded, side = self.degradation(patch.contiguous(), rng)
+        return {"input": degraded, "target": patch.contiguous(), "side": side}
+
+
+class EvalDataset(Dataset):
+    """Clean images from files, each degraded with ``numpy.random.RandomState(seed)`` (published protocol)."""
+
+    def __init__(self, files: list[Path], root: Path, degradation, channels: int = 1, dataset: str = "test",
+                 seed: int = 0):
+        self.files, self.root, self.degradation = files, Path(root), degradation
+        self.channels, self.dataset, self.seed = channels, dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict:
+        target = read_image(self.files[index], self.channels)
+        degraded, side = self.degradation(target, np.random.RandomState(self.seed))
+        return {"input": degraded, "target": target, "side": side,
+                "path": relative_name(self.files[index], self.root),
+                "dataset": self.dataset, "degradation": self.degradation.name}
+
+
+class CorrectDataset(Dataset):
+    """Images to correct, as they are (no degradation added). Unreadable files yield an ``error`` item."""
+
+    def __init__(self, files: list[Path], root: Path, channels: int = 1):
+        self.files, self.root, self.channels = files, Path(root), channels
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict:
+        path = self.files[index]
+        name = relative_name(path, self.root)
+        try:
+            image = read_image(path, self.channels)
+        except Exception as error:  # Pillow raises several types for bad files
+            return {"path": name, "error": f"{type(error).__name__}: {error}"}
+        return {"input": image, "path": name}
+
+
+def collate(items: list[dict]) -> dict:
+    """Batch items; an item that failed to load travels alone so it can be skipped with a warning."""
+    good = [item for item in items if "error" not in item]
+    for item in items:
+        if "error" in item:
+            warnings.warn(f"skipping {item['path']}: not a readable image ({item['error']})", stacklevel=1)
+    if not good:
+        return {"path": [], "skipped": [item["path"] for item in items]}
+    return default_collate(good)

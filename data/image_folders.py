@@ -1,0 +1,131 @@
+"""``ImageFolderDataModule``: train, validate, test and correct over folders of clean images.
+
+Any degradation (see :mod:`m3l.data.degradations`) is applied on the fly: random patches for
+training; for validation and testing, each image with a fixed seed, as the published protocols do.
+With no folders given it uses the embedded default dataset (:mod:`m3l.data.embedded`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from m3l.data import embedded
+from m3l.data.datasets import CorrectDataset, EvalDataset, PatchDataset, collate
+from m3l.data.degradations import GaussianNoise
+from m3l.errors import M3LError
+from m3l.imageio import list_images, read_image
+
+
+def default_workers() -> int:
+    """Data-loading workers that leave a core for the net: ``min(4, cores - 1)``."""
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def _files(source, what: str) -> tuple[list[Path], Path]:
+    """Image files of a folder, a single image, or a list of images; with a clear error if none."""
+    if isinstance(source, (list, tuple)):
+        files = [Path(f) for f in source]
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise M3LError(f"{what}: image not found: {missing[0]}")
+        return files, files[0].parent
+    root = Path(source).expanduser()
+    if not root.exists():
+        raise M3LError(f"{what}: {root} does not exist; give a folder of images or a single image")
+    files = list_images(root)
+    if not files:
+        raise M3LError(f"{what}: no images (png, jpg, bmp, tif, ...) in {root}")
+    return files, root
+
+
+class ImageFolderDataModule(pl.LightningDataModule):
+    """Restoration data from folders of clean images.
+
+    Args:
+        train_dir: folder of clean training images; ``None`` uses embedded dead-leaves images.
+        val_dir: folder (or image, or list of images) for validation; ``None`` uses embedded photos.
+        test_sets: ``{name: folder}`` of test sets; ``None`` uses the embedded photos as ``photos``.
+        correct_dir: folder or single image to correct (``m3l.run.correct``); searched recursively.
+        degradation: applied to training and validation images (default: Gaussian noise, sigma 25).
+        test_degradations: each test set is evaluated once per entry (default: ``[degradation]``).
+        channels: 1 for gray, 3 for RGB; images are converted on load.
+        patch_size, train_batch_size, patches_per_epoch: training crops, batch size and epoch length.
+        augment: random flips and rotations of training patches.
+        num_workers: data-loading processes (default ``min(4, cores - 1)``).
+        seed: noise seed of every validation / test image (0, as in the published test scripts).
+        deadleaves: size of the embedded training set (``count``, ``size``).
+    """
+
+    def __init__(self, train_dir: str | None = None, val_dir=None, test_sets: Mapping | None = None,
+                 correct_dir: str | None = None, degradation=None, test_degradations: Sequence | None = None,
+                 channels: int = 1, patch_size: int = 40, train_batch_size: int = 16,
+                 patches_per_epoch: int = 1600, augment: bool = True, num_workers: int | None = None,
+                 seed: int = 0, deadleaves: Mapping | None = None):
+        super().__init__()
+        if channels not in (1, 3):
+            raise M3LError(f"data.channels must be 1 (gray) or 3 (RGB), got {channels}")
+        self.train_dir, self.val_dir, self.test_sets, self.correct_dir = train_dir, val_dir, test_sets, correct_dir
+        self.degradation = degradation or GaussianNoise(25.0)
+        self.test_degradations = list(test_degradations or [self.degradation])
+        self.channels, self.patch_size, self.train_batch_size = channels, patch_size, train_batch_size
+        self.patches_per_epoch, self.augment, self.seed = patches_per_epoch, augment, seed
+        self.num_workers = default_workers() if num_workers is None else num_workers
+        self.deadleaves = dict(deadleaves or {})
+
+    # -- datasets -------------------------------------------------------------------------------
+    def _train_images(self) -> list[torch.Tensor]:
+        if self.train_dir is None:
+            images = embedded.dead_leaves_images(channels=self.channels, seed=self.seed, **self.deadleaves)
+            return list(torch.from_numpy(images))
+        files, _ = _files(self.train_dir, "data.train_dir")
+        images = [read_image(f, self.channels) for f in files]
+        small = [f for f, im in zip(files, images) if min(im.shape[1:]) < self.patch_size]
+        if small:
+            raise M3LError(f"data.train_dir: {small[0]} is smaller than data.patch_size={self.patch_size}")
+        return images
+
+    def _eval_sets(self) -> list[EvalDataset]:
+        sets = self.test_sets if self.test_sets is not None else {"photos": embedded.photos("test")}
+        out = []
+        for name, source in sets.items():
+            files, root = _files(source, f"data.test_sets.{name}")
+            out += [EvalDataset(files, root, d, self.channels, name, self.seed) for d in self.test_degradations]
+        return out
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in ("fit", None):
+            self.train_set = PatchDataset(self._train_images(), self.degradation, self.patch_size,
+                                          self.patches_per_epoch, self.augment)
+        if stage in ("fit", "validate", None):
+            files, root = _files(self.val_dir if self.val_dir is not None else embedded.photos("val"), "data.val_dir")
+            self.val_set = EvalDataset(files, root, self.degradation, self.channels, "val", self.seed)
+        if stage in ("test", None):
+            self.test_sets_ = self._eval_sets()
+        if stage == "predict":
+            if self.correct_dir is None:
+                raise M3LError("data.correct_dir is not set: pass data.correct_dir=<folder or image>")
+            files, root = _files(self.correct_dir, "data.correct_dir")
+            self.predict_set = CorrectDataset(files, root, self.channels)
+
+    # -- loaders --------------------------------------------------------------------------------
+    def _loader(self, dataset, batch_size: int = 1, persistent: bool = False) -> DataLoader:
+        return DataLoader(dataset, batch_size=batch_size, num_workers=self.num_workers, collate_fn=collate,
+                          persistent_workers=persistent and self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.train_batch_size, persistent=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, persistent=True)
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [self._loader(s) for s in self.test_sets_]
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.predict_set)

@@ -1,0 +1,64 @@
+"""Reading images into tensors and writing 8-bit PNGs atomically (Pillow only)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+
+
+def is_image(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def list_images(root: str | os.PathLike) -> list[Path]:
+    """Image files under ``root`` (a folder, searched recursively, or a single image), sorted."""
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    return sorted(p for p in root.rglob("*") if p.is_file() and is_image(p) and not p.name.startswith("."))
+
+
+def read_image(path: str | os.PathLike, channels: int = 1) -> torch.Tensor:
+    """Load an image as a float tensor ``(channels, H, W)`` in [0, 1].
+
+    EXIF orientation is applied; 16-bit images keep their precision; alpha is dropped; any mode
+    (palette, CMYK, ...) is converted to gray (``channels=1``) or RGB (``channels=3``).
+    """
+    with Image.open(path) as img:
+        img = ImageOps.exif_transpose(img)
+        if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+            array = np.asarray(img, dtype=np.float32) / (65535.0 if img.mode.startswith("I;16") else 4294967295.0)
+            array = array[None] if channels == 1 else np.repeat(array[None], channels, axis=0)
+            return torch.from_numpy(np.ascontiguousarray(array))
+        img = img.convert("L" if channels == 1 else "RGB")
+        array = np.array(img, dtype=np.uint8)
+    array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+    return torch.from_numpy(np.ascontiguousarray(array)).float().div_(255.0)
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """``(C, H, W)`` float in [0, 1] to an ``(H, W)`` or ``(H, W, C)`` uint8 array, rounded (not truncated)."""
+    array = image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy()
+    return array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
+
+
+def write_png(image: torch.Tensor, path: str | os.PathLike) -> Path:
+    """Write ``image`` as an 8-bit PNG: to a temporary name in the same folder, then renamed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            Image.fromarray(to_uint8(image)).save(f, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,109 @@
+"""``RestorationModule``: the LightningModule that turns any image-to-image ``nn.Module`` into a model.
+
+It owns what every restoration net needs and none should rewrite: the loss, the optimizer and
+scheduler (built from Hydra ``_partial_`` configs), validation PSNR / SSIM, the per-image test table,
+and the predict step that ``m3l.run.correct`` uses. A plain ``nn.Module`` given as ``net`` in a config
+is wrapped in it automatically.
+
+Batches are dicts (see :mod:`m3l.data.datasets`); entries of ``batch["side"]`` (noise level, quality
+factor, ...) are passed to the net's ``forward`` when it takes an argument of that name.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from m3l import metrics
+
+
+def forward_arguments(net: nn.Module) -> frozenset[str] | None:
+    """Names of the keyword arguments ``net.forward`` takes; ``None`` when it takes ``**kwargs``."""
+    params = list(inspect.signature(net.forward).parameters.values())[1:]
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+
+
+class RestorationModule(pl.LightningModule):
+    """Train, validate, test and predict with ``net``.
+
+    Args:
+        net: maps a degraded ``(N, C, H, W)`` batch in [0, 1] to the restored one.
+        loss: training loss ``loss(output, target)`` (default: MSE, as in DnCNN).
+        optimizer: ``optimizer(params)`` factory, e.g. a Hydra ``_partial_`` of ``torch.optim.Adam``.
+        scheduler: ``scheduler(optimizer)`` factory or ``None``; stepped every ``scheduler_interval``.
+    """
+
+    def __init__(self, net: nn.Module, loss: nn.Module | None = None, optimizer: Callable | None = None,
+                 scheduler: Callable | None = None, scheduler_interval: str = "epoch"):
+        super().__init__()
+        self.net = net
+        self.loss = loss if loss is not None else nn.MSELoss()
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.side_arguments = forward_arguments(net)
+        self.test_rows: list[dict] = []
+
+    def forward(self, x: torch.Tensor, **side) -> torch.Tensor:
+        return self.net(x, **side)
+
+    def restore(self, batch: dict) -> torch.Tensor:
+        side = batch.get("side", {})
+        if self.side_arguments is not None:
+            side = {k: v for k, v in side.items() if k in self.side_arguments}
+        return self(batch["input"], **side)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.loss(self.restore(batch), batch["target"])
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        output, target = self.restore(batch), batch["target"]
+        n = len(output)
+        self.log("val/psnr", metrics.psnr(output, target).mean(), prog_bar=True, batch_size=n)
+        self.log("val/ssim", metrics.ssim(output, target).mean(), batch_size=n)
+
+    def on_test_epoch_start(self) -> None:
+        self.test_rows = []
+
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        output, target, degraded = self.restore(batch), batch["target"], batch["input"]
+        columns = {
+            "psnr": metrics.psnr(output, target), "ssim": metrics.ssim(output, target),
+            "psnr_input": metrics.psnr(degraded, target), "ssim_input": metrics.ssim(degraded, target),
+        }
+        for i in range(len(output)):
+            self.test_rows.append({
+                "dataset": batch["dataset"][i], "degradation": batch["degradation"][i], "image": batch["path"][i],
+                "height": target.shape[-2], "width": target.shape[-1],
+                **{name: float(values[i]) for name, values in columns.items()},
+            })
+
+    def on_test_epoch_end(self) -> None:
+        from m3l.tables import summarize
+
+        summary = summarize(self.test_rows)
+        for row in summary.itertuples():
+            for metric in ("psnr", "ssim"):
+                self.log(f"test/{row.dataset}/{row.degradation}/{metric}", getattr(row, metric),
+                         add_dataloader_idx=False)
+
+    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor | None:
+        if "input" not in batch:  # every image of the batch failed to load (see CorrectDataset)
+            return None
+        return self.restore(batch).clamp(0, 1)
+
+    def configure_optimizers(self):
+        factory = self.optimizer_factory or (lambda params: torch.optim.Adam(params, lr=1e-3))
+        optimizer = factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}

@@ -1,0 +1,128 @@
+"""What the run scripts share: the Hydra entry point, one-line errors, and building the net, data,
+logger and trainer from the composed config.
+
+Heavy imports (torch, Lightning) happen inside functions so that ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+import m3l  # noqa: F401  (registers the m3l.* resolvers)
+from m3l.errors import M3LError
+
+CONFIG_PATH = "pkg://m3l.configs"
+
+
+def register_search_path() -> None:
+    """Make ``~/.config/m3l`` and ``/etc/m3l`` shadow the built-in configs (see hydra_plugins/m3l_searchpath)."""
+    from hydra_plugins.m3l_searchpath.m3l_searchpath import register
+
+    register()
+
+
+def entry(task: Callable[[DictConfig], Any], config_name: str) -> Callable[[], Any]:
+    """A Hydra main for ``task``, composed from ``configs/<config_name>.yaml``."""
+    register_search_path()
+
+    @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=config_name)
+    @functools.wraps(task)
+    def main(cfg: DictConfig) -> Any:
+        return run(task, cfg, config_name)
+
+    return main
+
+
+def _message(error: BaseException) -> str:
+    if isinstance(error, MissingMandatoryValue):
+        key = error.full_key or "a key"
+        return f"{key} is required (it is ??? in the config): pass {key}=... on the command line"
+    if isinstance(error, hydra.errors.InstantiationException):
+        return f"{str(error).splitlines()[0]} (is PYTHONPATH set so that Python can import it?)"
+    return str(error)
+
+
+def run(task: Callable[[DictConfig], Any], cfg: DictConfig, name: str) -> Any:
+    """Seed, record the run, run ``task``; bad input ends with one line on stderr and exit status 2.
+
+    Set ``M3L_DEBUG=1`` (or ``HYDRA_FULL_ERROR=1``) to get the full traceback instead.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    from m3l.runinfo import run_info, write_run_info
+
+    try:
+        import pytorch_lightning as pl
+
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        hydra_cfg = HydraConfig.get()
+        write_run_info(run_info(cfg, name, list(hydra_cfg.overrides.task)), hydra_cfg.runtime.output_dir)
+        return task(cfg)
+    except (M3LError, MissingMandatoryValue, hydra.errors.InstantiationException) as error:
+        if os.environ.get("M3L_DEBUG") or os.environ.get("HYDRA_FULL_ERROR"):
+            raise
+        print(f"m3l {name}: error: {_message(error)}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def require(cfg: DictConfig, *keys: str) -> None:
+    """Fail with one line for each of ``keys`` that is unset (``???`` or null)."""
+    for key in keys:
+        if OmegaConf.select(cfg, key, throw_on_missing=False) in (None, "???"):
+            raise M3LError(f"{key} is required: pass {key}=... on the command line")
+
+
+def build_module(cfg: DictConfig):
+    """The LightningModule of ``cfg.net``: used as is, or a plain ``nn.Module`` wrapped in RestorationModule."""
+    import pytorch_lightning as pl
+    from hydra.utils import instantiate
+    from torch import nn
+
+    from m3l.restoration import RestorationModule
+
+    net = instantiate(cfg.net, _convert_="all")
+    if isinstance(net, pl.LightningModule):
+        return net
+    if not isinstance(net, nn.Module):
+        raise M3LError(f"net: {cfg.net._target_} built a {type(net).__name__}, not an nn.Module or LightningModule")
+    return RestorationModule(net, loss=instantiate(cfg.loss), optimizer=instantiate(cfg.optimizer),
+                             scheduler=instantiate(cfg.scheduler), scheduler_interval=cfg.scheduler_interval)
+
+
+def build_datamodule(cfg: DictConfig):
+    from hydra.utils import instantiate
+
+    return instantiate(cfg.data, _convert_="all")
+
+
+def build_logger(cfg: DictConfig):
+    """``logger`` unset: Lightning's default (TensorBoard files in the run dir); else the configured logger."""
+    from hydra.utils import instantiate
+
+    return True if cfg.get("logger") is None else instantiate(cfg.logger, _convert_="all")
+
+
+def build_trainer(cfg: DictConfig, callbacks=(), logger=None):
+    """``pytorch_lightning.Trainer`` from ``cfg.trainer``; ``trainer.gpus=N`` means ``accelerator=gpu, devices=N``."""
+    from hydra.utils import instantiate
+
+    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    gpus = kwargs.pop("gpus", None)
+    if gpus not in (None, "???"):
+        kwargs.update(accelerator="gpu", devices=gpus)
+    return instantiate(kwargs, callbacks=list(callbacks), logger=build_logger(cfg) if logger is None else logger)
+
+
+def instantiate_all(group: DictConfig | None) -> list:
+    """Instantiate every non-null entry of a ``{name: config}`` mapping such as ``callbacks``."""
+    from hydra.utils import instantiate
+
+    return [instantiate(c, _convert_="all") for c in (group or {}).values() if c is not None]

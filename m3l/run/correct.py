@@ -1,0 +1,49 @@
+"""Correct images: ``python -m m3l.run.correct model=NAME checkpoint=PATH data.correct_dir=IN
+serializer.root_dir=OUT``.
+
+``IN`` is a folder (searched recursively) or a single image. The data module's
+``predict_dataloader`` reads it; the serializer (a Lightning prediction writer) writes each restored
+image under ``OUT`` as soon as its batch is done, keeping its relative path and name (as ``.png``).
+Unreadable files are skipped with a warning naming each, and a summary at the end.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from m3l.errors import M3LError
+from m3l.run.common import build_datamodule, build_module, build_trainer, entry, require
+
+
+def correct(cfg: DictConfig) -> None:
+    from hydra.utils import instantiate
+
+    from m3l.checkpoint import load_weights
+    from m3l.imageio import list_images
+
+    require(cfg, "checkpoint", "data.correct_dir")
+    if cfg.get("serializer") is None:
+        raise M3LError("serializer is not set: add 'override /serializer: image_serializer' to the model "
+                       "config's defaults, or pass serializer=image_serializer")
+    require(cfg, "serializer.root_dir")
+    source = Path(cfg.data.correct_dir)
+    if not source.exists():
+        raise M3LError(f"data.correct_dir: {source} does not exist; give a folder of images or a single image")
+    if source.is_dir() and not list_images(source):
+        raise M3LError(f"data.correct_dir: no images (png, jpg, bmp, tif, ...) in {source}")
+
+    module, datamodule = build_module(cfg), build_datamodule(cfg)
+    load_weights(module, cfg.checkpoint)
+    serializer = instantiate(cfg.serializer)
+    trainer = build_trainer(cfg, callbacks=[serializer], logger=False)
+    trainer.predict(module, datamodule=datamodule, return_predictions=False)
+    if not serializer.written:
+        raise M3LError(f"data.correct_dir: none of the images in {source} could be read")
+
+
+main = entry(correct, "correct")
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Test a model: ``python -m m3l.run.test model=NAME checkpoint=PATH [overrides]``.
+
+Builds ``net`` from the config (so ``net.*`` overrides apply), loads the checkpoint's weights, runs
+every test set x degradation of the data module, prints the table and writes two CSVs:
+``metrics_csv`` (one row per test set and degradation: dataset, degradation, n_images, psnr, ssim)
+and ``per_image_csv`` (one row per image). Both default to the run directory.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from m3l.run.common import build_datamodule, build_module, build_trainer, entry, require
+
+
+def print_table(summary, title: str) -> None:
+    import pandas as pd
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in summary.columns:
+        table.add_column(column, justify="right" if pd.api.types.is_numeric_dtype(summary[column]) else "left")
+    for row in summary.itertuples(index=False):
+        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
+    Console().print(table)
+
+
+def test(cfg: DictConfig) -> None:
+    import pandas as pd
+
+    from m3l.checkpoint import load_weights
+    from m3l.restoration import RestorationModule
+    from m3l.tables import summarize, write_csv
+
+    require(cfg, "checkpoint")
+    module, datamodule = build_module(cfg), build_datamodule(cfg)
+    load_weights(module, cfg.checkpoint)
+    trainer = build_trainer(cfg)
+    results = trainer.test(module, datamodule=datamodule, verbose=False)
+
+    if isinstance(module, RestorationModule):
+        per_image = pd.DataFrame(module.test_rows)
+        summary = summarize(per_image)
+        write_csv(per_image, cfg.per_image_csv)
+        print(f"per-image results: {cfg.per_image_csv}")
+    else:  # a user's own LightningModule: what it logged, one row per test dataloader
+        summary = pd.DataFrame(results)
+    write_csv(summary, cfg.metrics_csv)
+    print_table(summary, f"{cfg.name}: {cfg.checkpoint}")
+    print(f"metrics: {cfg.metrics_csv}")
+
+
+main = entry(test, "test")
+
+if __name__ == "__main__":
+    main()

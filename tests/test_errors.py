@@ -1,0 +1,85 @@
+"""Bad input: one line naming the thing and what to do, exit status 2, no traceback."""
+
+import pytest
+
+from conftest import write_images
+
+pytestmark = pytest.mark.slow
+
+NET = ["net.depth=3", "net.width=8", "data.num_workers=0"]
+
+
+def assert_one_line(result, *needles):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("m3l ")]
+    assert len(lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_missing_checkpoint(run_m3l):
+    result = run_m3l("test", "model=dncnn", *NET, "checkpoint=nowhere/model.ckpt", check=False)
+    assert_one_line(result, "checkpoint not found: nowhere/model.ckpt", "checkpoint=PATH")
+
+
+def test_checkpoint_left_unset(run_m3l):
+    result = run_m3l("test", "model=dncnn", *NET, check=False)
+    assert_one_line(result, "checkpoint is required", "checkpoint=")
+
+
+def test_missing_correct_dir(run_m3l, tiny_checkpoint):
+    result = run_m3l("correct", "model=dncnn", *NET, f"checkpoint={tiny_checkpoint}", "data.correct_dir=nope",
+                     "serializer.root_dir=out", check=False)
+    assert_one_line(result, "data.correct_dir: nope does not exist")
+
+
+def test_empty_correct_dir(run_m3l, tmp_path, tiny_checkpoint):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    result = run_m3l("correct", "model=dncnn", *NET, f"checkpoint={tiny_checkpoint}", "data.correct_dir=empty",
+                     "serializer.root_dir=out", check=False)
+    assert_one_line(result, "no images", "empty")
+
+
+def test_correct_dir_and_root_dir_required(run_m3l, tiny_checkpoint):
+    result = run_m3l("correct", "model=dncnn", *NET, f"checkpoint={tiny_checkpoint}", "serializer.root_dir=out",
+                     check=False)
+    assert_one_line(result, "data.correct_dir is required")
+    result = run_m3l("correct", "model=dncnn", *NET, f"checkpoint={tiny_checkpoint}", "data.correct_dir=.",
+                     check=False)
+    assert_one_line(result, "serializer.root_dir is required")
+
+
+def test_unreadable_single_image(run_m3l, tmp_path, tiny_checkpoint):
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    result = run_m3l("correct", "model=dncnn", *NET, f"checkpoint={tiny_checkpoint}",
+                     "data.correct_dir=broken.png", "serializer.root_dir=out", check=False)
+    assert_one_line(result, "could not be read")
+    assert "broken.png" in result.stderr
+
+
+def test_unreadable_image_in_a_folder_is_skipped_and_named(run_m3l, tmp_path, tiny_checkpoint):
+    write_images(tmp_path / "in", {"good.png": (16, 16)})
+    (tmp_path / "in" / "bad.png").write_bytes(b"")
+    result = run_m3l("correct", "model=dncnn", *NET, f"checkpoint={tiny_checkpoint}", "data.correct_dir=in",
+                     "serializer.root_dir=out")
+    assert (tmp_path / "out" / "good.png").is_file() and not (tmp_path / "out" / "bad.png").exists()
+    assert "skipping bad.png" in result.stderr and "skipped 1 unreadable: bad.png" in result.stdout
+
+
+def test_unknown_model_lists_the_valid_ones(run_m3l):
+    result = run_m3l("train", "model=dcnn", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "Could not find 'model/dcnn'" in result.stderr and "dncnn" in result.stderr
+
+
+def test_model_not_given(run_m3l):
+    result = run_m3l("train", check=False)
+    assert result.returncode != 0 and "You must specify 'model'" in result.stderr
+
+
+def test_checkpoint_of_another_architecture(run_m3l, tiny_checkpoint):
+    result = run_m3l("test", "model=dncnn", "net.depth=3", "net.width=16", f"checkpoint={tiny_checkpoint}",
+                     check=False)
+    assert_one_line(result, "does not fit this net (DnCNN)", "with another shape")

@@ -1,0 +1,58 @@
+"""The README's "your own model" guide, run as written: a LightningModule and a DataModule that live
+only in a temporary folder, configured only through $XDG_CONFIG_HOME/m3l."""
+
+import shutil
+
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from conftest import REPO, write_images
+
+pytestmark = pytest.mark.slow
+
+EXAMPLE = REPO / "examples" / "own_model"
+SMALL = ["net.n_layers=3", "net.width=8", "data.num_workers=0", "data.train_batch_size=4", "trainer.max_epochs=1",
+         "trainer.enable_progress_bar=false"]
+
+
+@pytest.fixture
+def user(tmp_path, m3l_env):
+    """A user's machine: their code in ./src, their configs in $XDG_CONFIG_HOME/m3l, images in ./images."""
+    shutil.copytree(EXAMPLE / "my_library", tmp_path / "src" / "my_library")
+    xdg = tmp_path / "xdg"
+    shutil.copytree(EXAMPLE / "m3l_config", xdg / "m3l")
+    write_images(tmp_path / "images", {f"{i}.png": (48, 40) for i in range(3)})
+    return {"PYTHONPATH": str(tmp_path / "src"), "XDG_CONFIG_HOME": str(xdg)}
+
+
+def test_train_test_correct_own_model(run_m3l, tmp_path, user):
+    data = ["data.root_dir=images"]
+    run_m3l("train", "model=my_model", *data, *SMALL, "checkpoint_out=my.ckpt", "hydra.run.dir=run", env=user)
+    assert torch.load(tmp_path / "my.ckpt", weights_only=True)["hyper_parameters"]["width"] == 8
+    run_m3l("test", "model=my_model", *data, *SMALL, "checkpoint=my.ckpt", "metrics_csv=metrics.csv", env=user)
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    assert "test/psnr" in metrics.columns and len(metrics) == 1 and metrics["test/psnr"][0] > 0
+    run_m3l("correct", "model=my_model", *data, *SMALL, "checkpoint=my.ckpt", "data.correct_dir=images",
+            "serializer.root_dir=out", env=user)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.png", "1.png", "2.png"]
+    assert Image.open(tmp_path / "out" / "0.png").size == (48, 40)
+
+
+def test_without_pythonpath_the_error_says_so(run_m3l, user):
+    result = run_m3l("train", "model=my_model", "data.root_dir=images", *SMALL, env={**user, "PYTHONPATH": ""},
+                     check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "my_library.my_package.MyRestorationNetwork" in result.stderr and "PYTHONPATH" in result.stderr
+
+
+def test_user_config_shadows_a_builtin(run_m3l, tmp_path, m3l_env):
+    xdg = tmp_path / "xdg"
+    (xdg / "m3l" / "net").mkdir(parents=True)
+    (xdg / "m3l" / "net" / "dncnn.yaml").write_text(
+        "_target_: m3l.models.dncnn.DnCNN\nchannels: 1\ndepth: 4\nwidth: 6\nbatch_norm: false\n")
+    result = run_m3l("train", "model=dncnn", "--cfg", "job", env={"XDG_CONFIG_HOME": str(xdg)})
+    assert "depth: 4" in result.stdout and "width: 6" in result.stdout and "batch_norm: false" in result.stdout
+    result = run_m3l("train", "model=dncnn", "--cfg", "job")
+    assert "depth: 17" in result.stdout
