@@ -46,16 +46,16 @@ def git_state(folder: str | os.PathLike) -> dict | None:
     return {"root": root, "commit": head.stdout.strip(), "dirty": dirty}
 
 
-def command(task: str, overrides: list[str]) -> str:
+def command(task: str, arguments: list[str]) -> str:
     """The command line that reruns this run."""
-    return shlex.join([Path(sys.executable).name, "-m", f"m3l.run.{task}", *overrides])
+    return shlex.join(["python", "-m", f"m3l.run.{task}", *arguments])
 
 
-def run_info(cfg: DictConfig, task: str, overrides: list[str]) -> dict:
+def run_info(cfg: DictConfig, task: str, arguments: list[str]) -> dict:
     m3l_git = git_state(Path(__file__).resolve().parent)
     cwd_git = git_state(Path.cwd())
     info = {
-        "command": command(task, overrides),
+        "command": command(task, arguments),
         "cwd": str(Path.cwd()),
         "host": socket.gethostname(),
         "started": datetime.datetime.now().isoformat(timespec="seconds"),

@@ -22,8 +22,8 @@ def test_train_writes_checkpoints_run_record_and_exact_final_path(run_m3l, tmp_p
     assert checkpoint["m3l_config"]["net"]["depth"] == 3
     assert "net.body.0.weight" in checkpoint["state_dict"]
     info = yaml.safe_load((run / "run.yaml").read_text())
-    assert info["command"].endswith("-m m3l.run.train model=dncnn " + " ".join(TINY)
-                                    + " hydra.run.dir=run checkpoint_out=out/dncnn.ckpt")
+    assert info["command"] == ("python -m m3l.run.train model=dncnn " + " ".join(TINY)
+                               + " hydra.run.dir=run checkpoint_out=out/dncnn.ckpt")
     assert info["config"]["data"]["patches_per_epoch"] == 32 and info["config"]["seed"] == 0
     assert {"torch", "pytorch-lightning", "hydra-core", "m3l"} <= set(info["versions"])
     assert len(info["git"]["m3l"]["commit"]) == 40

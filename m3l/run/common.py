@@ -64,7 +64,7 @@ def run(task: Callable[[DictConfig], Any], cfg: DictConfig, name: str) -> Any:
 
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         hydra_cfg = HydraConfig.get()
-        write_run_info(run_info(cfg, name, list(hydra_cfg.overrides.task)), hydra_cfg.runtime.output_dir)
+        write_run_info(run_info(cfg, name, sys.argv[1:]), hydra_cfg.runtime.output_dir)
         return task(cfg)
     except (M3LError, MissingMandatoryValue, hydra.errors.InstantiationException) as error:
         if os.environ.get("M3L_DEBUG") or os.environ.get("HYDRA_FULL_ERROR"):

@@ -40,7 +40,8 @@ def correct(cfg: DictConfig) -> None:
     trainer = build_trainer(cfg, callbacks=[serializer], logger=False)
     trainer.predict(module, datamodule=datamodule, return_predictions=False)
     if not serializer.written:
-        raise M3LError(f"data.correct_dir: none of the images in {source} could be read")
+        what = f"{source} could not be read as an image" if source.is_file() else f"none of the images in {source} could be read"
+        raise M3LError(f"data.correct_dir: {what}")
 
 
 main = entry(correct, "correct")
