@@ -60,6 +60,8 @@ def run(task: Callable[[DictConfig], Any], cfg: DictConfig, name: str) -> Any:
     from m3l.runinfo import run_info, write_run_info
 
     try:
+        if cfg.get("net") is None:
+            raise M3LError(f"no model chosen: pass model=NAME, one of: {', '.join(available('model'))}")
         import pytorch_lightning as pl
 
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -71,6 +73,13 @@ def run(task: Callable[[DictConfig], Any], cfg: DictConfig, name: str) -> Any:
             raise
         print(f"m3l {name}: error: {_message(error)}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def available(group: str) -> list[str]:
+    """The options of a config group on the current search path (user folders included)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    return sorted(GlobalHydra.instance().config_loader().get_group_options(group))
 
 
 def require(cfg: DictConfig, *keys: str) -> None:
