@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from m3l import metrics
+from m3l.tiling import tiled
 
 
 def forward_arguments(net: nn.Module) -> frozenset[str] | None:
@@ -48,6 +49,7 @@ class RestorationModule(pl.LightningModule):
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
         self.side_arguments = forward_arguments(net)
+        self.tiling: tuple[int, int] | None = None  # (tile, overlap) for evaluation; set from the config's `tile`
         self.test_rows: list[dict] = []
 
     def forward(self, x: torch.Tensor, **side) -> torch.Tensor:
@@ -57,6 +59,8 @@ class RestorationModule(pl.LightningModule):
         side = batch.get("side", {})
         if self.side_arguments is not None:
             side = {k: v for k, v in side.items() if k in self.side_arguments}
+        if self.tiling is not None and not self.training:
+            return tiled(lambda x: self(x, **side), batch["input"], *self.tiling)
         return self(batch["input"], **side)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

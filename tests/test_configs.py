@@ -64,3 +64,16 @@ def test_trainer_gpus_maps_to_accelerator_and_devices(monkeypatch):
     cfg.run_dir = "/tmp/run"
     build_trainer(cfg, logger=False)
     assert seen["accelerator"] == "auto" and seen["devices"] == 1 and "gpus" not in seen
+
+
+def test_speed_options_apply_to_the_module():
+    import torch
+
+    from m3l.run.common import build_module
+
+    cfg = compose_m3l("train", ["model=dncnn", "net.depth=3", "net.width=8", "channels_last=true", "compile=true",
+                                "tile=64", "tile_overlap=8"])
+    module = build_module(cfg)
+    assert module.tiling == (64, 8)
+    assert type(module.net).__name__ == "OptimizedModule"
+    assert module.net._orig_mod.body[0].weight.is_contiguous(memory_format=torch.channels_last)

@@ -99,3 +99,13 @@ def test_correct_single_image_matches_the_net(run_m3l, tmp_path, tiny_checkpoint
     with torch.no_grad():
         expected = to_uint8(module(read_image(source)[None])[0])
     assert np.array_equal(np.array(Image.open(tmp_path / "out" / "photo.png")), expected)
+
+
+def test_tiled_correction_equals_whole_image(run_m3l, tmp_path, tiny_checkpoint):
+    write_images(tmp_path / "in", {"big.png": (45, 38)})
+    common = ["model=dncnn", "net.depth=3", "net.width=8", f"checkpoint={tiny_checkpoint}", "data.correct_dir=in",
+              "data.num_workers=0"]
+    run_m3l("correct", *common, "serializer.root_dir=whole")
+    run_m3l("correct", *common, "serializer.root_dir=tiled", "tile=16", "tile_overlap=3", "channels_last=true")
+    whole, tiles = (np.array(Image.open(tmp_path / d / "big.png")) for d in ("whole", "tiled"))
+    assert np.array_equal(whole, tiles)

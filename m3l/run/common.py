@@ -99,11 +99,32 @@ def build_module(cfg: DictConfig):
 
     net = instantiate(cfg.net, _convert_="all")
     if isinstance(net, pl.LightningModule):
-        return net
+        return apply_speed_options(net, cfg)
     if not isinstance(net, nn.Module):
         raise M3LError(f"net: {cfg.net._target_} built a {type(net).__name__}, not an nn.Module or LightningModule")
-    return RestorationModule(net, loss=instantiate(cfg.loss), optimizer=instantiate(cfg.optimizer),
-                             scheduler=instantiate(cfg.scheduler), scheduler_interval=cfg.scheduler_interval)
+    module = RestorationModule(net, loss=instantiate(cfg.loss), optimizer=instantiate(cfg.optimizer),
+                               scheduler=instantiate(cfg.scheduler), scheduler_interval=cfg.scheduler_interval)
+    return apply_speed_options(module, cfg)
+
+
+def apply_speed_options(module, cfg: DictConfig):
+    """``channels_last``, ``compile`` and ``tile`` from the config (tiling needs a RestorationModule)."""
+    import torch
+
+    from m3l.restoration import RestorationModule
+
+    if cfg.get("channels_last"):
+        module = module.to(memory_format=torch.channels_last)
+    if cfg.get("tile"):
+        if not isinstance(module, RestorationModule):
+            raise M3LError("tile: tiled inference needs a plain nn.Module net (wrapped in RestorationModule)")
+        module.tiling = (int(cfg.tile), int(cfg.get("tile_overlap", 32)))
+    if cfg.get("compile"):
+        if isinstance(module, RestorationModule):
+            module.net = torch.compile(module.net)
+        else:
+            module = torch.compile(module)
+    return module
 
 
 def build_datamodule(cfg: DictConfig):
