@@ -1,0 +1,42 @@
+"""Export a trained model for deployment: ``python -m m3l.run.export model=NAME checkpoint=PATH out=FILE
+[format=export|torchscript]``.
+
+Builds ``net`` from the config (so ``net.*`` overrides apply), loads the checkpoint's weights and writes
+one file that runs with PyTorch alone (see :mod:`m3l.export`): ``format=export`` (the default,
+``torch.export``, a ``.pt2`` archive) or ``format=torchscript`` (deprecated since torch 2.13). Height,
+width and batch stay dynamic; the file is checked against the checkpoint on another image size before
+it is kept. ``deploy/correct_exported.py`` corrects a folder with it using torch and Pillow only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from m3l.run.common import build_module, entry, require
+
+
+def export(cfg: DictConfig) -> str:
+    import m3l
+    from m3l.checkpoint import load_weights
+    from m3l.export import export_net
+    from m3l.restoration import RestorationModule
+
+    require(cfg, "checkpoint", "out")
+    module = build_module(cfg)
+    load_weights(module, cfg.checkpoint)
+    net = module.net if isinstance(module, RestorationModule) else module
+    difference = export_net(net, cfg.out, cfg.format, channels=cfg.channels, example_size=tuple(cfg.example_size),
+                            check_size=tuple(cfg.check_size), tolerance=cfg.tolerance,
+                            metadata={"name": cfg.name, "m3l": m3l.__version__, "checkpoint": str(cfg.checkpoint)})
+    size = Path(cfg.out).stat().st_size
+    print(f"wrote {cfg.out} ({cfg.format}, {size / 2**20:.2f} MiB); checked on a {cfg.check_size[0]}x"
+          f"{cfg.check_size[1]} image: max difference {difference:.2g}")
+    return str(cfg.out)
+
+
+main = entry(export, "export")
+
+if __name__ == "__main__":
+    main()
