@@ -1,0 +1,79 @@
+# Settings shared by the rules: the chosen preset, and the Hydra overrides of each m3l command.
+import json
+import shlex
+
+
+def fail(message):
+    raise WorkflowError(f"workflow config: {message}")
+
+
+if config["preset"] not in config["presets"]:
+    fail(
+        f"preset: unknown preset {config['preset']!r}; choose one of {', '.join(config['presets'])}"
+    )
+PRESET = config["presets"][config["preset"]]
+MODELS = list(config["models"])
+TEST_SETS = config.get("test_sets") or PRESET["test_sets"]
+DEGRADATIONS = config.get("degradations") or PRESET.get("degradations")
+DATA_ROOT = config.get("data_root")
+if any("{data_root}" in o for o in PRESET.get("overrides", [])) and not DATA_ROOT:
+    fail(
+        f"data_root: the {config['preset']} preset needs the folder of its data sets: --config data_root=DIR"
+    )
+if None in TEST_SETS.values() and any(TEST_SETS.values()):
+    fail(
+        "test_sets: give a folder for every test set, or null for all (the model's own test sets)"
+    )
+
+
+wildcard_constraints:
+    model="|".join(MODELS),
+    dataset="|".join(TEST_SETS),
+
+
+def hydra_value(value):
+    """``value`` in Hydra's override grammar (dicts, lists, quoted strings)."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{hydra_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return json.dumps(value)
+
+
+def model_devices(wildcards):
+    return config["models"][wildcards.model].get("devices", 1)
+
+
+def overrides(model, task):
+    """The Hydra overrides of ``python -m m3l.run.<task>`` for ``model`` (without output paths)."""
+    settings = config["models"][model]
+    args = [
+        f"model={settings['model']}",
+        *PRESET.get("overrides", []),
+        *settings.get("overrides", []),
+    ]
+    if task == "train":
+        args += [*PRESET.get("train", []), *settings.get("train", [])]
+        if settings.get("devices", 1) > 1:
+            # One Slurm task: Lightning starts a process per device itself (see the README).
+            args += [
+                f"trainer.devices={settings['devices']}",
+                "+trainer.plugins=[{_target_:lightning_fabric.plugins.environments.LightningEnvironment}]",
+            ]
+    else:
+        if any(TEST_SETS.values()):
+            args.append(f"data.test_sets={hydra_value(TEST_SETS)}")
+        if DEGRADATIONS:
+            args.append(f"data.test_degradations={hydra_value(DEGRADATIONS)}")
+    return [a.replace("{data_root}", str(DATA_ROOT)) for a in args]
+
+
+def m3l_args(task, *outputs):
+    """A params function: the arguments of ``python -m m3l.run.<task>`` for the job's model, quoted
+    for the shell; ``outputs`` are more overrides, formatted with the job's wildcards.
+    """
+    return lambda wildcards: shlex.join(
+        overrides(wildcards.model, task) + [o.format(**wildcards) for o in outputs]
+    )

@@ -1,0 +1,30 @@
+"""Write the degraded images of one test set, as the model's data module makes them for testing
+(same degradations, same seeds), as 8-bit PNGs: ``<out>/<degradation>/<image>.png``."""
+
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_module
+from hydra.utils import instantiate
+
+import m3l  # noqa: F401  (registers the m3l.* config resolvers)
+from m3l.imageio import write_png
+from m3l.run.common import register_search_path
+
+sys.stderr = sys.stdout = open(snakemake.log[0], "w")  # noqa: F821
+register_search_path()
+with initialize_config_module("m3l.configs", version_base="1.3"):
+    cfg = compose("test", overrides=snakemake.params.overrides)  # noqa: F821
+datamodule = instantiate(cfg.data, _convert_="all")
+datamodule.setup("test")
+out, dataset = Path(snakemake.output[0]), snakemake.wildcards.dataset  # noqa: F821
+sets = [s for s in datamodule.test_sets_ if s.dataset == dataset]
+if not sets:
+    names = sorted({s.dataset for s in datamodule.test_sets_})
+    raise SystemExit(f"test_sets: {dataset!r} is not a test set of this model (it has: {', '.join(names)})")
+for test_set in sets:
+    for index in range(len(test_set)):
+        item = test_set[index]
+        path = out / item["degradation"] / Path(item["path"]).with_suffix(".png")
+        write_png(item["input"].clamp(0, 1), path)
+        print(path)
