@@ -34,3 +34,26 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def benchmark(metrics) -> pd.DataFrame:
+    """``{model: summary table}`` to one row per model, with columns ``<dataset>/<degradation>/psnr``
+    and ``.../ssim`` in first-seen order (empty where a model lacks a pair)."""
+    cells = {}
+    for model, frame in metrics.items():
+        for row in pd.DataFrame(frame).itertuples(index=False):
+            for metric in ("psnr", "ssim"):
+                cells.setdefault(f"{row.dataset}/{row.degradation}/{metric}", {})[model] = getattr(row, metric)
+    table = pd.DataFrame(cells, index=pd.Index(list(metrics), name="model"))
+    return table.reset_index()
+
+
+def benchmark_markdown(table: pd.DataFrame) -> str:
+    """The benchmark table in Markdown: a ``PSNR / SSIM`` cell per model and test set x degradation."""
+    pairs = [c.removesuffix("/psnr") for c in table.columns if c.endswith("/psnr")]
+    lines = ["| model | " + " | ".join(pairs) + " |", "|---|" + "---:|" * len(pairs)]
+    for _, row in table.iterrows():
+        cells = [f"{row[p + '/psnr']:.2f} / {row[p + '/ssim']:.4f}" if pd.notna(row[p + "/psnr"]) else "–"
+                 for p in pairs]
+        lines.append(f"| {row['model']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\nPSNR (dB) / SSIM, mean over each test set.\n"
