@@ -8,6 +8,7 @@ interrupted run never leaves a partial image.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from pytorch_lightning.callbacks import BasePredictionWriter
@@ -39,6 +40,7 @@ class ImageSerializer(BasePredictionWriter):
         except OSError as error:
             raise M3LError(f"serializer.root_dir: cannot create {self.root_dir}: {error.strerror}") from None
         self.written, self.skipped = [], []
+        self.started = time.perf_counter()
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
                            dataloader_idx=0) -> None:
@@ -53,7 +55,9 @@ class ImageSerializer(BasePredictionWriter):
                 raise M3LError(f"cannot write {path}: {error.strerror or error}") from None
 
     def on_predict_end(self, trainer, pl_module) -> None:
-        message = f"wrote {len(self.written)} images to {self.root_dir}"
+        seconds = time.perf_counter() - self.started
+        message = (f"wrote {len(self.written)} images to {self.root_dir} in {seconds:.2f} s "
+                   f"({len(self.written) / max(seconds, 1e-9):.3f} images/s)")
         if self.skipped:
             message += f"; skipped {len(self.skipped)} unreadable: {', '.join(self.skipped)}"
         log.info(message)
