@@ -97,7 +97,12 @@ def build_module(cfg: DictConfig):
 
     from m3l.restoration import RestorationModule
 
-    net = instantiate(cfg.net, _convert_="all")
+    from m3l.hub import load_pretrained, split_pretrained
+
+    net_cfg, pretrained = split_pretrained(OmegaConf.to_container(cfg.net, resolve=True), cfg.get("name"))
+    net = instantiate(net_cfg, _convert_="all")
+    if pretrained is not None:  # net.pretrained=true|NAME|PATH (see m3l.hub)
+        load_pretrained(net, pretrained)
     if isinstance(net, pl.LightningModule):
         return apply_speed_options(net, cfg)
     if not isinstance(net, nn.Module):
@@ -125,6 +130,23 @@ def apply_speed_options(module, cfg: DictConfig):
         else:
             module = torch.compile(module)
     return module
+
+
+def load_checkpoint(module, cfg: DictConfig) -> str:
+    """Load ``cfg.checkpoint`` into ``module``; returns where the weights came from.
+
+    The checkpoint is optional when the net starts from ``net.pretrained`` weights (see m3l.hub), so
+    testing or correcting with published weights is one override.
+    """
+    from m3l.checkpoint import load_weights
+
+    checkpoint = OmegaConf.select(cfg, "checkpoint", default=None, throw_on_missing=False)
+    pretrained = OmegaConf.select(cfg, "net.pretrained", default=None, throw_on_missing=False)
+    if checkpoint in (None, "???") and pretrained not in (None, False, "???"):
+        return f"pretrained {pretrained}"
+    require(cfg, "checkpoint")
+    load_weights(module, checkpoint)
+    return str(checkpoint)
 
 
 def build_datamodule(cfg: DictConfig):

@@ -14,16 +14,15 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from m3l.errors import M3LError
-from m3l.run.common import build_datamodule, build_module, build_trainer, entry, require
+from m3l.run.common import build_datamodule, build_module, build_trainer, entry, load_checkpoint, require
 
 
 def correct(cfg: DictConfig) -> None:
     from hydra.utils import instantiate
 
-    from m3l.checkpoint import load_weights
     from m3l.imageio import list_images
 
-    require(cfg, "checkpoint", "data.correct_dir")
+    require(cfg, "data.correct_dir")
     if cfg.get("serializer") is None:
         raise M3LError("serializer is not set: add 'override /serializer: image_serializer' to the model "
                        "config's defaults, or pass serializer=image_serializer")
@@ -35,7 +34,7 @@ def correct(cfg: DictConfig) -> None:
         raise M3LError(f"data.correct_dir: no images (png, jpg, bmp, tif, ...) in {source}")
 
     module, datamodule = build_module(cfg), build_datamodule(cfg)
-    load_weights(module, cfg.checkpoint)
+    load_checkpoint(module, cfg)  # checkpoint=PATH, or the net's pretrained weights
     serializer = instantiate(cfg.serializer)
     trainer = build_trainer(cfg, callbacks=[serializer], logger=False)
     trainer.predict(module, datamodule=datamodule, return_predictions=False)

@@ -14,22 +14,21 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from m3l.run.common import build_module, entry, require
+from m3l.run.common import build_module, entry, load_checkpoint, require
 
 
 def export(cfg: DictConfig) -> str:
     import m3l
-    from m3l.checkpoint import load_weights
     from m3l.export import export_net
     from m3l.restoration import RestorationModule
 
-    require(cfg, "checkpoint", "out")
+    require(cfg, "out")
     module = build_module(cfg)
-    load_weights(module, cfg.checkpoint)
+    weights = load_checkpoint(module, cfg)  # checkpoint=PATH, or the net's pretrained weights
     net = module.net if isinstance(module, RestorationModule) else module
     difference = export_net(net, cfg.out, cfg.format, channels=cfg.channels, example_size=tuple(cfg.example_size),
                             check_size=tuple(cfg.check_size), tolerance=cfg.tolerance,
-                            metadata={"name": cfg.name, "m3l": m3l.__version__, "checkpoint": str(cfg.checkpoint)})
+                            metadata={"name": cfg.name, "m3l": m3l.__version__, "weights": weights})
     size = Path(cfg.out).stat().st_size
     print(f"wrote {cfg.out} ({cfg.format}, {size / 2**20:.2f} MiB); checked on a {cfg.check_size[0]}x"
           f"{cfg.check_size[1]} image: max difference {difference:.2g}")

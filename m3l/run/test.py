@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from m3l.run.common import build_datamodule, build_module, build_trainer, entry, require
+from m3l.run.common import build_datamodule, build_module, build_trainer, entry, load_checkpoint
 
 
 def print_table(summary, title: str) -> None:
@@ -29,13 +29,11 @@ def print_table(summary, title: str) -> None:
 def test(cfg: DictConfig) -> None:
     import pandas as pd
 
-    from m3l.checkpoint import load_weights
     from m3l.restoration import RestorationModule
     from m3l.tables import summarize, write_csv
 
-    require(cfg, "checkpoint")
     module, datamodule = build_module(cfg), build_datamodule(cfg)
-    load_weights(module, cfg.checkpoint)
+    weights = load_checkpoint(module, cfg)  # checkpoint=PATH, or the net's pretrained weights
     trainer = build_trainer(cfg)
     results = trainer.test(module, datamodule=datamodule, verbose=False)
 
@@ -47,7 +45,7 @@ def test(cfg: DictConfig) -> None:
     else:  # a user's own LightningModule: what it logged, one row per test dataloader
         summary = pd.DataFrame(results)
     write_csv(summary, cfg.metrics_csv)
-    print_table(summary, f"{cfg.name}: {cfg.checkpoint}")
+    print_table(summary, f"{cfg.name}: {weights}")
     print(f"metrics: {cfg.metrics_csv}")
 
 

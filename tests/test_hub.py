@@ -1,0 +1,148 @@
+"""Pretrained weights: torch.hub entry points, the weights table, checksums, and net.pretrained in configs.
+
+Nothing is downloaded from the internet: the tests write weights files and serve them as file:// URLs
+through the real download path (torch.hub.download_url_to_file) into a private TORCH_HOME.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+
+from conftest import REPO
+from m3l import hub
+from m3l.errors import M3LError
+from m3l.models.dncnn import DnCNN
+from m3l.run.common import build_module, register_search_path
+
+class Payload:  # any object a pickle could carry: weights_only must refuse it
+    pass
+
+
+ARCH = {"channels": 1, "depth": 3, "width": 4, "batch_norm": False}
+
+
+@pytest.fixture
+def published(tmp_path, monkeypatch):
+    """A tiny DnCNN stored as its authors would (KAIR's model.<i>.* keys), in a table of its own."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    torch.manual_seed(0)
+    net = DnCNN(**ARCH).eval()
+    path = tmp_path / "server" / "dncnn_tiny.pth"
+    path.parent.mkdir()
+    torch.save({k.replace("body.", "model.", 1): v for k, v in net.state_dict().items()}, path)
+    entry = hub.Weights(model="dncnn", variant="tiny", url=path.as_uri(), sha256=hub.sha256(path),
+                        target="m3l.models.dncnn.DnCNN", net=ARCH, layout="kair_dncnn",
+                        metrics={"set12/gaussian_25/psnr": 0.0}, source="this test")
+    monkeypatch.setattr(hub, "WEIGHTS", {entry.name: entry})
+    return net, entry
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_torch_hub_load_local_downloads_converts_and_caches(published, tmp_path):
+    net, entry = published
+    loaded = torch.hub.load(str(REPO), "dncnn", source="local", pretrained=True)
+    assert isinstance(loaded, torch.nn.Module) and not loaded.training
+    assert same_weights(loaded, net)
+    cached = tmp_path / "torch_home" / "hub" / "checkpoints" / f"dncnn_tiny-{entry.sha256[:8]}.pth"
+    assert cached.is_file()
+    x = torch.rand(1, 1, 19, 23)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), net(x))
+    # Served from the cache afterwards: the "server" file can go.
+    (tmp_path / "server" / "dncnn_tiny.pth").unlink()
+    assert same_weights(torch.hub.load(str(REPO), "dncnn", source="local", pretrained=True, variant="tiny"), net)
+
+
+def test_torch_hub_load_without_weights_and_from_a_file(published, tmp_path):
+    net, _ = published
+    plain = torch.hub.load(str(REPO), "dncnn", source="local")
+    assert sum(p.numel() for p in plain.parameters()) == 556_097  # the paper's DnCNN-S, untrained
+    torch.save(net.state_dict(), tmp_path / "mine.pth")
+    mine = torch.hub.load(str(REPO), "dncnn", source="local", pretrained=str(tmp_path / "mine.pth"), **ARCH)
+    assert same_weights(mine, net)
+
+
+def test_checksum_mismatch_is_an_error_and_nothing_is_cached(published, tmp_path, monkeypatch):
+    _, entry = published
+    wrong = hub.Weights(**{**entry.__dict__, "sha256": "0" * 64})
+    monkeypatch.setattr(hub, "WEIGHTS", {wrong.name: wrong})
+    with pytest.raises(M3LError, match="does not have the expected sha256"):
+        torch.hub.load(str(REPO), "dncnn", source="local", pretrained=True)
+    assert not list((tmp_path / "torch_home" / "hub" / "checkpoints").glob("*.pth"))
+
+
+def test_a_corrupted_cache_file_is_downloaded_again(published, tmp_path):
+    net, entry = published
+    cached = tmp_path / "torch_home" / "hub" / "checkpoints" / entry.filename
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"truncated")
+    assert same_weights(hub.load_pretrained(DnCNN(**ARCH), entry.name), net)
+    assert hub.sha256(cached) == entry.sha256
+
+
+def test_unreachable_url_and_unsafe_files_are_one_line_errors(published, tmp_path, monkeypatch):
+    _, entry = published
+    gone = hub.Weights(**{**entry.__dict__, "url": (tmp_path / "nowhere.pth").as_uri()})
+    with pytest.raises(M3LError, match="cannot download"):
+        hub.load_pretrained(DnCNN(**ARCH), gone)
+
+    torch.save({"weights": Payload()}, tmp_path / "pickled.pth")
+    with pytest.raises(M3LError, match="refused"):
+        hub.load_pretrained(DnCNN(**ARCH), tmp_path / "pickled.pth")
+    with pytest.raises(M3LError, match="does not fit DnCNN"):
+        hub.load_pretrained(DnCNN(channels=1, depth=3, width=8, batch_norm=False), entry.name)
+
+
+def test_the_table_is_complete():
+    for name, entry in hub.WEIGHTS.items():
+        assert name == f"{entry.model}_{entry.variant}" and len(entry.sha256) == 64
+        assert entry.url.startswith("https://") and entry.layout in hub.LAYOUTS and entry.metrics and entry.source
+    kair = hub.kair_dncnn({"model.0.weight": torch.zeros(1), "model.32.bias": torch.zeros(1)})
+    assert set(kair) == {"body.0.weight", "body.32.bias"}
+
+
+def compose_train(overrides):
+    register_search_path()
+    with initialize_config_module("m3l.configs", version_base="1.3"):
+        return compose("train", overrides=["model=dncnn", *overrides])
+
+
+@pytest.mark.parametrize("pretrained", ["true", "dncnn_tiny"])
+def test_net_config_starts_from_table_weights(published, pretrained):
+    net, _ = published
+    # The entry's architecture replaces the config's (batch_norm, depth, width): one override is enough.
+    module = build_module(compose_train([f"net.pretrained={pretrained}"]))
+    assert same_weights(module.net, net)
+
+
+def test_net_config_starts_from_a_weights_file(published, tmp_path):
+    net, _ = published
+    torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}}, tmp_path / "run.ckpt")
+    module = build_module(compose_train([f"net.pretrained={tmp_path / 'run.ckpt'}", "net.depth=3", "net.width=4",
+                                         "net.batch_norm=false"]))
+    assert same_weights(module.net, net)
+    with pytest.raises(M3LError, match="does not fit DnCNN"):
+        build_module(compose_train([f"net.pretrained={tmp_path / 'run.ckpt'}"]))
+
+
+@pytest.mark.slow
+def test_pretrained_weights_are_one_override_for_test_and_export(run_m3l, tmp_path):
+    torch.manual_seed(0)
+    net = DnCNN(**ARCH).eval()
+    torch.save(net.state_dict(), tmp_path / "published.pth")
+    arch = ["net.depth=3", "net.width=4", "net.batch_norm=false", f"net.pretrained={tmp_path / 'published.pth'}"]
+    result = run_m3l("test", "model=dncnn", *arch, "data.num_workers=0", "trainer.enable_progress_bar=false",
+                     "hydra.run.dir=test_run")
+    assert (tmp_path / "test_run" / "metrics.csv").is_file() and "pretrained" in result.stdout
+    run_m3l("export", "model=dncnn", *arch, "out=net.pt2", "hydra.run.dir=export_run")
+    program = torch.export.load(str(tmp_path / "net.pt2")).module()
+    x = torch.rand(1, 1, 30, 41)
+    with torch.no_grad():
+        assert torch.allclose(program(x), net(x), atol=1e-6)
