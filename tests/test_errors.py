@@ -89,3 +89,14 @@ def test_checkpoint_of_another_architecture(run_m3l, tiny_checkpoint):
     result = run_m3l("test", "model=dncnn", "net.depth=3", "net.width=16", f"checkpoint={tiny_checkpoint}",
                      check=False)
     assert_one_line(result, "does not fit this net (DnCNN)", "with another shape")
+
+
+def test_nan_loss_stops_with_the_step_and_last_good_checkpoint(run_m3l, tmp_path):
+    from conftest import TINY
+
+    tiny = [o for o in TINY if not o.startswith("trainer.max_epochs")]
+    # a sane first epoch (checkpointed), then a learning rate of 1e27 that blows the weights up
+    result = run_m3l("train", "model=dncnn", *tiny, "hydra.run.dir=run", "trainer.max_epochs=3",
+                     "scheduler.milestones=[1]", "scheduler.gamma=1e30", check=False)
+    assert_one_line(result, "training stopped: the loss is", "at step", "last good checkpoint: ",
+                    "checkpoints/last.ckpt")
