@@ -19,7 +19,7 @@ rule correct:
         directory("results/{model}/corrected/{dataset}"),
     log:
         "results/{model}/correct/{dataset}/correct.log",
-    threads: 2
+    threads: 1
     params:
         args=m3l_args(
             "correct",

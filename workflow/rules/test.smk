@@ -7,7 +7,7 @@ rule test:
         per_image="results/{model}/per_image.csv",
     log:
         "results/{model}/test/test.log",
-    threads: 2
+    threads: 1
     params:
         args=m3l_args(
             "test",

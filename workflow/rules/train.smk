@@ -10,6 +10,7 @@ rule train:
         gpu=model_devices,
     params:
         run_dir="results/{model}/train",
+        fresh_run=Path(workflow.basedir) / "scripts" / "fresh_run.py",
         args=m3l_args(
             "train",
             "resume=auto",
@@ -17,5 +18,5 @@ rule train:
             "hydra.run.dir=results/{model}/train",
         ),
     shell:
-        "python {workflow.basedir}/scripts/fresh_run.py {params.run_dir} {params.args} && "
+        "python {params.fresh_run} {params.run_dir} {params.args} && "
         "python -m m3l.run.train {params.args} > {log} 2>&1"

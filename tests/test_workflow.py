@@ -1,0 +1,242 @@
+"""The Snakemake workflow (workflow/): the real ``snakemake`` on the tiny preset, in temporary folders."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from conftest import REPO, write_images
+
+WORKFLOW = REPO / "workflow"
+SNAKEFILE = WORKFLOW / "Snakefile"
+CONFIG = yaml.safe_load((WORKFLOW / "config" / "config.yaml").read_text())
+
+
+def workflow_config(folder: Path, models: dict, preset: str = "tiny", **settings) -> Path:
+    """Write a full workflow config to ``folder/config.yaml``: the repository's, with these models
+    and, unless given, a test set of two small images (quicker than the embedded photos)."""
+    config = copy.deepcopy(CONFIG)
+    if "test_sets" not in settings:
+        write_images(folder / "small", {"a.png": (48, 40), "b.png": (40, 56)})
+        settings["test_sets"] = {"small": str(folder / "small")}
+    config.update(preset=preset, models=models, **settings)
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def snakemake(folder: Path, env: dict, *args: str, check: bool = True, timeout: float = 300,
+              profile: Path | None = None) -> subprocess.CompletedProcess:
+    """Run snakemake on the repository's workflow in ``folder`` with ``folder/config.yaml``."""
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(folder),
+               "--configfile", str(folder / "config.yaml"), "--replace-workflow-config", *args]
+    if profile is not None:
+        command += ["--profile", str(profile)]
+    result = subprocess.run(["timeout", "-s", "KILL", str(timeout), *command], cwd=folder, env=env,
+                            capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
+    return result
+
+
+def planned_jobs(output: str) -> list[tuple[str, str | None]]:
+    """(rule, model) of every job in a dry run's output."""
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", output)[1:]:
+        rule = re.match(r"(?:local)?rule (\w+):", block).group(1)
+        model = re.search(r"wildcards: .*?model=([\w.-]+)", block)
+        jobs.append((rule, model and model.group(1)))
+    return sorted(jobs, key=str)
+
+
+def all_targets(folder: Path, models, test_sets=("small",)) -> list[Path]:
+    paths = [folder / "results" / f"benchmark.{ext}" for ext in ("csv", "md", "png")]
+    for model in models:
+        paths += [folder / "results" / model / name for name in ("model.ckpt", "metrics.csv", "per_image.csv",
+                                                                   "examples.png")]
+        paths += [folder / "results" / model / "corrected" / name for name in test_sets]
+    return paths
+
+
+def check_results(folder: Path, models) -> pd.DataFrame:
+    """Every target exists, the tables and images are what they should be; returns the benchmark."""
+    results = folder / "results"
+    missing = [str(p) for p in all_targets(folder, models) if not p.exists()]
+    assert not missing, missing
+    for model in models:
+        assert torch.load(results / model / "model.ckpt", weights_only=True)["state_dict"]
+        metrics = pd.read_csv(results / model / "metrics.csv")
+        assert metrics[["dataset", "degradation", "n_images"]].values.tolist() == [["small", "sigma25", 2]]
+        corrected = sorted(p.relative_to(results / model / "corrected") for p in
+                           (results / model / "corrected").rglob("*.png"))
+        assert corrected == [Path("small/sigma25/a.png"), Path("small/sigma25/b.png")]
+        for task in ("train", "test", "correct/small"):  # every result folder records how it was made
+            info = yaml.safe_load((results / model / task / "run.yaml").read_text())
+            assert info["command"].startswith(f"python -m m3l.run.{task.split('/')[0]} model=dncnn")
+            assert f"hydra.run.dir=results/{model}/{task}" in info["command"]
+            assert info["config"]["net"]["width"] and "torch" in info["versions"]
+            assert len(info["git"]["m3l"]["commit"]) == 40
+    table = pd.read_csv(results / "benchmark.csv")
+    assert table.model.tolist() == list(models)
+    assert list(table.columns) == ["model", "small/sigma25/psnr", "small/sigma25/ssim"]
+    for model in models:
+        assert table.set_index("model").loc[model, "small/sigma25/psnr"] == pytest.approx(
+            pd.read_csv(results / model / "metrics.csv").psnr[0], abs=1e-5)
+    assert (results / "benchmark.md").read_text().startswith("| model | small/sigma25 |")
+    assert (results / "benchmark.png").read_bytes()[:4] == b"\x89PNG"
+    return table
+
+
+# -- fast checks -------------------------------------------------------------------------------------------
+
+def test_lint_is_clean_but_for_the_justified_conda_lint(m3l_env, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, env=m3l_env,
+                            capture_output=True, text=True, timeout=120)
+    lints = set(re.findall(r"^\s+\* (.+?):?$", result.stdout + result.stderr, re.M))
+    assert lints <= {"Specify a conda environment or container for each rule."}, lints
+    assert "conda environment or container per rule: deliberately none" in SNAKEFILE.read_text()
+
+
+def test_snakefmt_check_is_clean():
+    result = subprocess.run(["snakefmt", "--check", str(WORKFLOW)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dry_run_of_the_full_benchmark_is_quick(m3l_env, tmp_path):
+    models = {f"net{i}": {"model": "dncnn", "overrides": [f"net.width={8 + i}"]} for i in range(12)}
+    workflow_config(tmp_path, models, preset="default", test_sets=None)
+    start = time.perf_counter()
+    result = snakemake(tmp_path, m3l_env, "--dry-run")
+    elapsed = time.perf_counter() - start
+    jobs = planned_jobs(result.stdout)
+    assert len(jobs) == 12 * 5 + 2  # train, test, degrade, correct, examples per model; benchmark, all
+    assert ("correct", "net11") in jobs and ("benchmark", None) in jobs
+    assert elapsed < 3, f"dry run took {elapsed:.1f} s"
+
+
+def test_default_target_of_the_repository_config(m3l_env, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--dry-run", "--snakefile", str(SNAKEFILE),
+                             "--directory", str(tmp_path), "results/dncnn/metrics.csv"],
+                            cwd=tmp_path, env=m3l_env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert planned_jobs(result.stdout) == [("test", "dncnn"), ("train", "dncnn")]
+    assert "python -m m3l.run.train model=dncnn trainer.enable_progress_bar=false resume=auto" in result.stdout
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"modles": {}}, "Additional properties are not allowed ('modles' was unexpected)"),
+    ({"preset": "huge"}, "preset: unknown preset 'huge'; choose one of tiny, default, paper"),
+    ({"preset": "paper"}, "data_root: the paper preset needs the folder of its data sets: --config data_root=DIR"),
+    ({"models": {"x": {"model": "dncnn", "devices": 0}}}, "0 is less than the minimum of 1"),
+    ({"models": {"x": {"model": "dncnn", "overrides": ["net.width"]}}}, "'net.width' does not match"),
+])
+def test_a_bad_config_fails_before_any_job(m3l_env, tmp_path, change, message):
+    workflow_config(tmp_path, {"dncnn": {"model": "dncnn"}}, test_sets=None)
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**config, **change}, sort_keys=False))
+    result = snakemake(tmp_path, m3l_env, "--cores", "1", check=False)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_paper_preset_uses_the_published_protocol_on_the_named_folder(m3l_env, tmp_path):
+    workflow_config(tmp_path, {"dncnn": {"model": "dncnn"}}, preset="paper", test_sets=None, data_root="/data/sets")
+    result = snakemake(tmp_path, m3l_env, "--dry-run", "results/benchmark.csv", "results/dncnn/examples.png")
+    assert ("correct", "dncnn") in planned_jobs(result.stdout)
+    assert "model=dncnn preset=paper data_root=/data/sets" in result.stdout
+    assert "results/dncnn/corrected/set12" in result.stdout and "results/dncnn/corrected/bsd68" in result.stdout
+
+
+def test_both_spellings_of_the_vulcan_profile(m3l_env, tmp_path):
+    """``--workflow-profile workflow/profiles/vulcan`` from the repository root, and ``--profile vulcan``
+    after the README's one-time step (a link in Snakemake's user profile folder)."""
+    (tmp_path / "workflow").symlink_to(WORKFLOW)  # tmp_path stands in for the repository root
+    user_profiles = Path(m3l_env["XDG_CONFIG_HOME"]) / "snakemake"
+    user_profiles.mkdir(parents=True, exist_ok=True)
+    (user_profiles / "vulcan").unlink(missing_ok=True)
+    subprocess.run(f'ln -sfn "$PWD/workflow/profiles/vulcan" "{user_profiles}/vulcan"', shell=True, cwd=tmp_path,
+                   check=True)
+    for spelling in (["--workflow-profile", "workflow/profiles/vulcan"], ["--profile", "vulcan"]):
+        result = subprocess.run([sys.executable, "-m", "snakemake", "--dry-run", *spelling], cwd=tmp_path,
+                                env=m3l_env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        train = re.search(r"\nrule train:.*?\n\n", result.stdout, re.S).group(0)
+        assert "gpu=1" in train and "gpu_model=p6000" in train and "qos=high" in train, train
+        assert "slurm_partition=dpart" in train and "runtime=2160" in train
+        benchmark = re.search(r"\nlocalrule benchmark:", result.stdout)
+        assert benchmark, "tables must run on the submission node"
+
+
+# -- end to end --------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_tiny_preset_end_to_end_then_nothing_then_only_the_changed_model(m3l_env, tmp_path):
+    models = {"a": {"model": "dncnn"}, "b": {"model": "dncnn", "overrides": ["net.width=4"]}}
+    workflow_config(tmp_path, models)
+    snakemake(tmp_path, m3l_env, "--cores", "2")
+    first = check_results(tmp_path, models)
+    stamps = {p: p.stat().st_mtime_ns for p in all_targets(tmp_path, models)}
+
+    again = snakemake(tmp_path, m3l_env, "--cores", "2")
+    assert "Nothing to be done" in again.stdout + again.stderr
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+    models["b"]["overrides"] = ["net.width=6"]
+    workflow_config(tmp_path, models)
+    plan = planned_jobs(snakemake(tmp_path, m3l_env, "--dry-run").stdout)
+    assert plan == sorted([("all", None), ("benchmark", None), ("correct", "b"), ("degrade", "b"),
+                           ("examples", "b"), ("test", "b"), ("train", "b")], key=str)
+    rerun = snakemake(tmp_path, m3l_env, "--cores", "2")
+    assert "results/b/train: settings changed since the last run, training starts over" in rerun.stdout
+    second = check_results(tmp_path, models)
+    for path, stamp in stamps.items():
+        changed = path.stat().st_mtime_ns != stamp
+        assert changed == ("/b/" in str(path) or "benchmark" in path.name), path
+    assert torch.load(tmp_path / "results/b/model.ckpt", weights_only=True)["m3l_config"]["net"]["width"] == 6
+    assert second.set_index("model").loc["a"].equals(first.set_index("model").loc["a"])
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_from_its_last_checkpoint(m3l_env, tmp_path):
+    slow = ["trainer.max_epochs=6", "data.patches_per_epoch=256"]
+    workflow_config(tmp_path, {"m": {"model": "dncnn", "train": slow}})
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(tmp_path),
+               "--configfile", str(tmp_path / "config.yaml"), "--replace-workflow-config", "--cores", "2",
+               "results/m/model.ckpt"]
+    process = subprocess.Popen(command, cwd=tmp_path, env=m3l_env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    last = tmp_path / "results/m/train/checkpoints/last.ckpt"
+    try:
+        deadline = time.time() + 240
+        while not last.exists() and process.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert last.exists(), "training never wrote last.ckpt"
+        time.sleep(0.5)  # let the checkpoint be written completely
+        os.killpg(process.pid, signal.SIGTERM)  # as Ctrl-C or scancel: snakemake and the training stop
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert not (tmp_path / "results/m/model.ckpt").exists()
+    killed_at = torch.load(last, weights_only=True)["epoch"]
+    assert killed_at < 5, "training finished before it was killed: make it longer"
+
+    snakemake(tmp_path, m3l_env, "--cores", "2", "results/m/model.ckpt")
+    log = (tmp_path / "results/m/train/train.log").read_text()
+    assert "Restoring states from the checkpoint path at results/m/train/checkpoints/last.ckpt" in log
+    final = torch.load(tmp_path / "results/m/train/checkpoints/last.ckpt", weights_only=True)
+    assert final["epoch"] == 5 and final["global_step"] == 6 * 256 // 8
+    assert (tmp_path / "results/m/model.ckpt").is_file()
