@@ -30,11 +30,16 @@ def test_train_writes_checkpoints_run_record_and_exact_final_path(run_m3l, tmp_p
     assert list((run / "lightning_logs").glob("version_0/events.out.tfevents.*"))  # Lightning's default logger
 
 
-def test_training_is_seeded(run_m3l, tmp_path):
+def test_reruns_are_bit_identical(run_m3l, tmp_path):
+    write_images(tmp_path / "set", {"a.png": (40, 30), "b.png": (33, 47)})
     for name in ("a", "b"):
         run_m3l("train", "model=dncnn", *TINY, f"hydra.run.dir={name}", "trainer.max_epochs=1")
+        run_m3l("test", "model=dncnn", "net.depth=3", "net.width=8", "data.num_workers=0", "data.test_sets={s: set}",
+                f"checkpoint={name}/checkpoints/last.ckpt", f"hydra.run.dir={name}/test")
     a, b = (torch.load(tmp_path / n / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"] for n in "ab")
     assert all(torch.equal(a[k], b[k]) for k in a)
+    for table in ("metrics.csv", "per_image.csv"):
+        assert (tmp_path / "a" / "test" / table).read_bytes() == (tmp_path / "b" / "test" / table).read_bytes()
 
 
 def test_resume_continues_from_a_checkpoint(run_m3l, tmp_path):

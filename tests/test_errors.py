@@ -100,3 +100,12 @@ def test_nan_loss_stops_with_the_step_and_last_good_checkpoint(run_m3l, tmp_path
                      "scheduler.milestones=[1]", "scheduler.gamma=1e30", check=False)
     assert_one_line(result, "training stopped: the loss is", "at step", "last good checkpoint: ",
                     "checkpoints/last.ckpt")
+
+
+def test_unwritable_output_folder_is_named(run_m3l, tmp_path, tiny_checkpoint):
+    write_images(tmp_path / "in", {"a.png": (16, 16)})
+    (tmp_path / "afile").write_text("a file where a folder should be")
+    result = run_m3l("correct", "model=dncnn", *NET, f"checkpoint={tiny_checkpoint}", "data.correct_dir=in",
+                     "serializer.root_dir=afile/out", check=False)
+    assert_one_line(result, "serializer.root_dir: cannot create afile/out")
+    assert (tmp_path / "afile").read_text() == "a file where a folder should be"
