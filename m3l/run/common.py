@@ -170,7 +170,10 @@ def build_trainer(cfg: DictConfig, callbacks=(), logger=None):
     gpus = kwargs.pop("gpus", None)
     if gpus not in (None, "???"):
         kwargs.update(accelerator="gpu", devices=gpus)
-    return instantiate(kwargs, callbacks=list(callbacks), logger=build_logger(cfg) if logger is None else logger)
+    from m3l.callbacks import logger_callbacks
+
+    logger = build_logger(cfg) if logger is None else logger
+    return instantiate(kwargs, callbacks=[*callbacks, *logger_callbacks(logger)], logger=logger)
 
 
 def instantiate_all(group: DictConfig | None) -> list:

@@ -8,7 +8,7 @@ and ``per_image_csv`` (one row per image). Both default to the run directory.
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from m3l.run.common import build_datamodule, build_module, build_trainer, entry, load_checkpoint
 
@@ -35,6 +35,8 @@ def test(cfg: DictConfig) -> None:
     module, datamodule = build_module(cfg), build_datamodule(cfg)
     weights = load_checkpoint(module, cfg)  # checkpoint=PATH, or the net's pretrained weights
     trainer = build_trainer(cfg)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     results = trainer.test(module, datamodule=datamodule, verbose=False)
 
     if isinstance(module, RestorationModule):
