@@ -78,10 +78,8 @@ def write_png(image: torch.Tensor, path: Path) -> None:
         raise
 
 
-def correct(model_file: Path, source: Path, out: Path, device: str = "cpu") -> tuple[int, list[str]]:
+def correct(model: torch.nn.Module, channels: int, source: Path, out: Path, device: str = "cpu") -> tuple[int, list[str]]:
     """Correct every image under ``source`` into ``out``; returns (written, skipped names)."""
-    model, info = load_model(model_file, device)
-    channels = int(info.get("channels", 1))
     written, skipped = 0, []
     with torch.inference_mode():
         for path in list_images(source):
@@ -119,10 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
+    model, info = load_model(args.model, args.device)
     start = time.perf_counter()
-    written, skipped = correct(args.model, args.input, args.output, args.device)
+    written, skipped = correct(model, int(info.get("channels", 1)), args.input, args.output, args.device)
     seconds = time.perf_counter() - start
-    message = f"wrote {written} images to {args.output} in {seconds:.2f} s"
+    message = f"wrote {written} images to {args.output} ({written / seconds:.2f} images/s)"
     print(message + (f"; skipped {len(skipped)} unreadable: {', '.join(skipped)}" if skipped else ""))
     return 0 if written else 2
 
