@@ -10,6 +10,9 @@ Used by ``hubconf.py`` (``torch.hub.load(...)``) and by net configs with a ``pre
 (``net.pretrained=true``, ``net.pretrained=NAME`` of an entry, or ``net.pretrained=PATH`` of a weights
 file or checkpoint); see :func:`split_pretrained`. Imports torch only, so torch.hub users need
 neither Lightning nor Hydra.
+
+To release weights: ``python -m m3l.hub CHECKPOINT OUT.pth`` writes the net's weights alone (a plain
+state dict, no optimizer or config) and prints the sha256 to put in a new :data:`WEIGHTS` entry.
 """
 
 from __future__ import annotations
@@ -185,3 +188,43 @@ def split_pretrained(net_cfg: dict, model: str | None = None) -> tuple[dict, Wei
     if changed:
         print(f"pretrained {pretrained.name}: using " + " ".join(f"net.{k}={v}" for k, v in changed.items()))
     return {**net_cfg, **pretrained.net}, pretrained
+
+
+def release(checkpoint: str | os.PathLike, out: str | os.PathLike) -> str:
+    """Write the net weights of an m3l checkpoint (or a state dict) to ``out``, atomically; returns its sha256."""
+    import tempfile
+
+    state = strip_prefix(read_state(checkpoint))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return sha256(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m m3l.hub", description="Write a checkpoint's net weights "
+                                     "alone, for release, and print the sha256 for m3l.hub.WEIGHTS.")
+    parser.add_argument("checkpoint", help="a checkpoint written by m3l.run.train (or a state dict)")
+    parser.add_argument("out", help="the weights file to write (.pth)")
+    args = parser.parse_args(argv)
+    try:
+        digest = release(args.checkpoint, args.out)
+    except M3LError as error:
+        print(f"m3l.hub: error: {error}", file=sys.stderr)
+        return 2
+    print(f"{args.out}\nsha256: {digest}\nrelease it under a URL whose file name ends with -{digest[:8]}.pth")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

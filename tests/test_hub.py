@@ -146,3 +146,16 @@ def test_pretrained_weights_are_one_override_for_test_and_export(run_m3l, tmp_pa
     x = torch.rand(1, 1, 30, 41)
     with torch.no_grad():
         assert torch.allclose(program(x), net(x), atol=1e-6)
+
+
+def test_release_writes_the_net_weights_alone(published, tmp_path, capsys):
+    net, _ = published
+    checkpoint = {"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}, "epoch": 3,
+                  "optimizer_states": [{"lr": 0.1}], "m3l_config": {"name": "dncnn"}}
+    torch.save(checkpoint, tmp_path / "best.ckpt")
+    assert hub.main([str(tmp_path / "best.ckpt"), str(tmp_path / "release" / "w.pth")]) == 0
+    weights = torch.load(tmp_path / "release" / "w.pth", weights_only=True)
+    assert weights.keys() == net.state_dict().keys()
+    assert f"sha256: {hub.sha256(tmp_path / 'release' / 'w.pth')}" in capsys.readouterr().out
+    assert same_weights(hub.load_pretrained(DnCNN(**ARCH), tmp_path / "release" / "w.pth"), net)
+    assert hub.main([str(tmp_path / "missing.ckpt"), str(tmp_path / "x.pth")]) == 2
