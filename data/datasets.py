@@ -75,8 +75,9 @@ class EvalDataset(Dataset):
 class CorrectDataset(Dataset):
     """Images to correct, as they are (no degradation added). Unreadable files yield an ``error`` item."""
 
-    def __init__(self, files: list[Path], root: Path, channels: int = 1):
+    def __init__(self, files: list[Path], root: Path, channels: int = 1, side: dict | None = None):
         self.files, self.root, self.channels = files, Path(root), channels
+        self.side = dict(side or {})  # side information for every image (data.correct_side), e.g. the noise level
 
     def __len__(self) -> int:
         return len(self.files)
@@ -88,7 +89,7 @@ class CorrectDataset(Dataset):
             image = read_image(path, self.channels)
         except Exception as error:  # Pillow raises several types for bad files
             return {"path": name, "error": f"{type(error).__name__}: {error}"}
-        return {"input": image, "path": name}
+        return {"input": image, "path": name, "side": dict(self.side)}
 
 
 def collate(items: list[dict]) -> dict:

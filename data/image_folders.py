@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from m3l.data import embedded
 from m3l.data.datasets import CorrectDataset, EvalDataset, PatchDataset, collate
-from m3l.data.degradations import GaussianNoise
+from m3l.data.degradations import GaussianNoise, side_from_config
 from m3l.errors import M3LError
 from m3l.imageio import list_images, read_image
 
@@ -52,7 +52,10 @@ class ImageFolderDataModule(pl.LightningDataModule):
         val_dir: folder (or image, or list of images) for validation; ``None`` uses embedded photos.
         test_sets: ``{name: folder}`` of test sets; ``None`` uses the embedded photos as ``photos``.
         correct_dir: folder or single image to correct (``m3l.run.correct``); searched recursively.
-        degradation: applied to training and validation images (default: Gaussian noise, sigma 25).
+        correct_side: side information for correction, in the degradation configs' units (``{sigma: 25}``,
+            ``{quality: 10}``), for nets whose ``forward`` needs it (FFDNet, DRUNet) or can use it (FBCNN).
+        degradation: applied to training and validation images (default: Gaussian noise, sigma 25); a
+            config of the ``degradation`` group (``degradation@data.degradation=jpeg10`` on the command line).
         test_degradations: each test set is evaluated once per entry (default: ``[degradation]``).
         channels: 1 for gray, 3 for RGB; images are converted on load.
         patch_size, train_batch_size, patches_per_epoch: training crops, batch size and epoch length.
@@ -66,7 +69,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
                  correct_dir: str | None = None, degradation=None, test_degradations: Sequence | None = None,
                  channels: int = 1, patch_size: int = 40, train_batch_size: int = 16,
                  patches_per_epoch: int = 1600, augment: bool = True, num_workers: int | None = None,
-                 seed: int = 0, deadleaves: Mapping | None = None):
+                 seed: int = 0, deadleaves: Mapping | None = None, correct_side: Mapping | None = None):
         super().__init__()
         if channels not in (1, 3):
             raise M3LError(f"data.channels must be 1 (gray) or 3 (RGB), got {channels}")
@@ -77,6 +80,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
         self.patches_per_epoch, self.augment, self.seed = patches_per_epoch, augment, seed
         self.num_workers = default_workers() if num_workers is None else num_workers
         self.deadleaves = dict(deadleaves or {})
+        self.correct_side = side_from_config(correct_side)
 
     # -- datasets -------------------------------------------------------------------------------
     def _train_images(self) -> list[torch.Tensor]:
@@ -111,7 +115,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
             if self.correct_dir is None:
                 raise M3LError("data.correct_dir is not set: pass data.correct_dir=<folder or image>")
             files, root = _files(self.correct_dir, "data.correct_dir")
-            self.predict_set = CorrectDataset(files, root, self.channels)
+            self.predict_set = CorrectDataset(files, root, self.channels, self.correct_side)
 
     # -- loaders --------------------------------------------------------------------------------
     def _loader(self, dataset, batch_size: int = 1, persistent: bool = False) -> DataLoader:

@@ -12,14 +12,22 @@ factor, ...) are passed to the net's ``forward`` when it takes an argument of th
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
 from m3l import metrics
+from m3l.errors import M3LError
 from m3l.tiling import tiled
+
+
+def required_arguments(net: nn.Module) -> frozenset[str]:
+    """Names of the side arguments ``net.forward`` cannot do without (no default value)."""
+    params = list(inspect.signature(net.forward).parameters.values())[1:]
+    return frozenset(p.name for p in params if p.default is p.empty
+                     and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
 
 
 def forward_arguments(net: nn.Module) -> frozenset[str] | None:
@@ -38,10 +46,12 @@ class RestorationModule(pl.LightningModule):
         loss: training loss ``loss(output, target)`` (default: MSE, as in DnCNN).
         optimizer: ``optimizer(params)`` factory, e.g. a Hydra ``_partial_`` of ``torch.optim.Adam``.
         scheduler: ``scheduler(optimizer)`` factory or ``None``; stepped every ``scheduler_interval``.
+        metrics: how test rows are measured (config key ``metrics``): ``psnrb`` (add ``psnrb`` and
+            ``psnrb_input`` columns), ``y_channel`` (RGB measured on BT.601 luma), ``crop_border`` (pixels).
     """
 
     def __init__(self, net: nn.Module, loss: nn.Module | None = None, optimizer: Callable | None = None,
-                 scheduler: Callable | None = None, scheduler_interval: str = "epoch"):
+                 scheduler: Callable | None = None, scheduler_interval: str = "epoch", metrics: Mapping | None = None):
         super().__init__()
         self.net = net
         self.loss = loss if loss is not None else nn.MSELoss()
@@ -49,6 +59,13 @@ class RestorationModule(pl.LightningModule):
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
         self.side_arguments = forward_arguments(net)
+        self.required_side = required_arguments(net)
+        options = dict(metrics or {})
+        self.metric_names = ("psnr", "ssim", "psnrb") if options.pop("psnrb", False) else ("psnr", "ssim")
+        self.metric_options = {"y_channel": bool(options.pop("y_channel", False)),
+                               "crop_border": int(options.pop("crop_border", 0))}
+        if options:
+            raise M3LError(f"metrics: unknown key(s) {sorted(options)}; known: psnrb, y_channel, crop_border")
         self.tiling: tuple[int, int] | None = None  # (tile, overlap) for evaluation; set from the config's `tile`
         self.test_rows: list[dict] = []
 
@@ -57,6 +74,11 @@ class RestorationModule(pl.LightningModule):
 
     def restore(self, batch: dict) -> torch.Tensor:
         side = batch.get("side", {})
+        missing = self.required_side - set(side)
+        if missing:
+            name = sorted(missing)[0]
+            raise M3LError(f"net {type(self.net).__name__} needs side information `{name}` that the data does not "
+                           f"give: use a degradation that produces it, or pass data.correct_side.{name}=VALUE")
         if self.side_arguments is not None:
             side = {k: v for k, v in side.items() if k in self.side_arguments}
         if self.tiling is not None and not self.training:
@@ -65,6 +87,9 @@ class RestorationModule(pl.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.loss(self.restore(batch), batch["target"])
+        extra = getattr(self.net, "extra_loss", None)  # a net's own auxiliary term (FBCNN's quality factor)
+        if extra is not None:
+            loss = loss + extra
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
@@ -79,10 +104,9 @@ class RestorationModule(pl.LightningModule):
 
     def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         output, target, degraded = self.restore(batch), batch["target"], batch["input"]
-        columns = {
-            "psnr": metrics.psnr(output, target), "ssim": metrics.ssim(output, target),
-            "psnr_input": metrics.psnr(degraded, target), "ssim_input": metrics.ssim(degraded, target),
-        }
+        measured = metrics.evaluate(output, target, self.metric_names, **self.metric_options)
+        inputs = metrics.evaluate(degraded, target, self.metric_names, **self.metric_options)
+        columns = {**measured, **{f"{name}_input": values for name, values in inputs.items()}}
         for i in range(len(output)):
             self.test_rows.append({
                 "dataset": batch["dataset"][i], "degradation": batch["degradation"][i], "image": batch["path"][i],

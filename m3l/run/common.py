@@ -108,7 +108,8 @@ def build_module(cfg: DictConfig):
     if not isinstance(net, nn.Module):
         raise M3LError(f"net: {cfg.net._target_} built a {type(net).__name__}, not an nn.Module or LightningModule")
     module = RestorationModule(net, loss=instantiate(cfg.loss), optimizer=instantiate(cfg.optimizer),
-                               scheduler=instantiate(cfg.scheduler), scheduler_interval=cfg.scheduler_interval)
+                               scheduler=instantiate(cfg.scheduler), scheduler_interval=cfg.scheduler_interval,
+                               metrics=OmegaConf.to_container(cfg.metrics) if cfg.get("metrics") else None)
     return apply_speed_options(module, cfg)
 
 

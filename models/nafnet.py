@@ -1,0 +1,119 @@
+"""NAFNet (Chen, Chu, Zhang, Sun: "Simple Baselines for Image Restoration", ECCV 2022).
+
+A U-Net of NAFBlocks, without nonlinear activations: LayerNorm over channels, 1x1 conv, 3x3 depthwise
+conv, SimpleGate (split the channels in two and multiply the halves), simplified channel attention
+(global average pooling, 1x1 conv, multiply), 1x1 conv, each branch added with a learned per-channel
+scale (zero at start); then a feed-forward branch (1x1, SimpleGate, 1x1). 2x2 stride-2 convs down, 1x1
+conv + pixel shuffle up, skips added, global residual. GoPro deblurring (the paper's 33.69 dB): width
+32, encoder blocks 1-1-1-28, 1 middle block, decoder blocks 1-1-1-1 (17.11M parameters); SIDD: width 32,
+encoder 2-2-4-8, middle 12, decoder 2-2-2-2.
+
+TLC (Chu et al., "Improving Image Restoration by Revisiting Global Information Aggregation", ECCV 2022):
+a net trained on patches sees global statistics of a patch; on a full image, ``tlc_size`` (e.g. 384, 1.5
+times the 256 training patches) replaces the global pooling at evaluation time by a local average over
+windows of that many image pixels (``tlc_size / 2**level`` features), the windows clamped at the borders.
+The published GoPro number uses it. Sizes are zero-padded to a multiple of ``2**levels`` and cropped back.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from m3l.models.common import pad_to_multiple
+
+
+class LayerNorm2d(nn.Module):
+    """Layer normalization over the channels of each pixel, with a per-channel scale and shift."""
+
+    def __init__(self, channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight, self.bias = nn.Parameter(torch.ones(channels)), nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        mean = x.mean(1, keepdim=True)
+        var = (x - mean).pow(2).mean(1, keepdim=True)
+        return (x - mean) / (var + self.eps).sqrt() * self.weight[:, None, None] + self.bias[:, None, None]
+
+
+def simple_gate(x: Tensor) -> Tensor:
+    a, b = x.chunk(2, dim=1)
+    return a * b
+
+
+def local_mean(x: Tensor, window: int) -> Tensor:
+    """Mean over ``window x window`` neighbourhoods (windows inside the image, clamped at the borders);
+    the global mean when the image is not larger than the window."""
+    h, w = x.shape[-2:]
+    if window <= 0 or (h <= window and w <= window):
+        return x.mean((-2, -1), keepdim=True)
+    kh, kw = min(window, h), min(window, w)
+    pooled = F.avg_pool2d(x, (kh, kw), stride=1)
+    top, left = (h - pooled.shape[-2]) // 2, (w - pooled.shape[-1]) // 2
+    return F.pad(pooled, (left, w - pooled.shape[-1] - left, top, h - pooled.shape[-2] - top), mode="replicate")
+
+
+class NAFBlock(nn.Module):
+    def __init__(self, width: int, expand: int = 2, ffn_expand: int = 2):
+        super().__init__()
+        dw = width * expand
+        self.norm1, self.norm2 = LayerNorm2d(width), LayerNorm2d(width)
+        self.conv1 = nn.Conv2d(width, dw, 1)
+        self.conv2 = nn.Conv2d(dw, dw, 3, padding=1, groups=dw)
+        self.attention = nn.Conv2d(dw // 2, dw // 2, 1)  # simplified channel attention
+        self.conv3 = nn.Conv2d(dw // 2, width, 1)
+        self.ffn_in = nn.Conv2d(width, width * ffn_expand, 1)
+        self.ffn_out = nn.Conv2d(width * ffn_expand // 2, width, 1)
+        self.beta = nn.Parameter(torch.zeros(1, width, 1, 1))
+        self.gamma = nn.Parameter(torch.zeros(1, width, 1, 1))
+        self.tlc_window = 0  # features; set by NAFNet.forward at evaluation when TLC is on
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = simple_gate(self.conv2(self.conv1(self.norm1(x))))
+        pooled = local_mean(y, self.tlc_window) if self.tlc_window else y.mean((-2, -1), keepdim=True)
+        y = self.conv3(y * self.attention(pooled))
+        x = x + self.beta * y
+        y = self.ffn_out(simple_gate(self.ffn_in(self.norm2(x))))
+        return x + self.gamma * y
+
+
+class NAFNet(nn.Module):
+    def __init__(self, channels: int = 3, width: int = 32, encoder_blocks=(1, 1, 1, 28), middle_blocks: int = 1,
+                 decoder_blocks=(1, 1, 1, 1), tlc_size: int | None = None):
+        super().__init__()
+        self.intro = nn.Conv2d(channels, width, 3, padding=1)
+        self.encoders, self.downs, self.ups, self.decoders = (nn.ModuleList() for _ in range(4))
+        c = width
+        for n in encoder_blocks:
+            self.encoders.append(nn.Sequential(*[NAFBlock(c) for _ in range(n)]))
+            self.downs.append(nn.Conv2d(c, 2 * c, 2, stride=2))
+            c *= 2
+        self.middle = nn.Sequential(*[NAFBlock(c) for _ in range(middle_blocks)])
+        for n in decoder_blocks:
+            self.ups.append(nn.Sequential(nn.Conv2d(c, 2 * c, 1, bias=False), nn.PixelShuffle(2)))
+            c //= 2
+            self.decoders.append(nn.Sequential(*[NAFBlock(c) for _ in range(n)]))
+        self.ending = nn.Conv2d(width, channels, 3, padding=1)
+        self.levels, self.tlc_size = len(encoder_blocks), tlc_size
+
+    def _set_tlc(self, on: bool) -> None:
+        stages = [*self.encoders, self.middle, *reversed(self.decoders)]
+        levels = [*range(self.levels), self.levels, *range(self.levels)]
+        for stage, level in zip(stages, levels):
+            for block in stage:
+                block.tlc_window = max(1, self.tlc_size // 2**level) if on else 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._set_tlc(bool(self.tlc_size) and not self.training)
+        inp, (h, w) = pad_to_multiple(x, 2**self.levels, mode="constant")
+        y, skips = self.intro(inp), []
+        for encoder, down in zip(self.encoders, self.downs):
+            y = encoder(y)
+            skips.append(y)
+            y = down(y)
+        y = self.middle(y)
+        for decoder, up, skip in zip(self.decoders, self.ups, reversed(skips)):
+            y = decoder(up(y) + skip)
+        return (self.ending(y) + inp)[..., :h, :w]
