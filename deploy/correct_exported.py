@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     written, skipped = correct(model, int(info.get("channels", 1)), args.input, args.output, args.device)
     seconds = time.perf_counter() - start
-    message = f"wrote {written} images to {args.output} ({written / seconds:.2f} images/s)"
+    message = f"wrote {written} images to {args.output} ({written / seconds:.3g} images/s)"
     print(message + (f"; skipped {len(skipped)} unreadable: {', '.join(skipped)}" if skipped else ""))
     return 0 if written else 2
 
