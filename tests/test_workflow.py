@@ -233,8 +233,8 @@ def test_killed_training_resumes_from_its_last_checkpoint(m3l_env, tmp_path):
     assert killed_at < 5, "training finished before it was killed: make it longer"
 
     snakemake(tmp_path, m3l_env, "--cores", "2", "results/m/model.ckpt")
-    log = (tmp_path / "results/m/train/train.log").read_text()
-    assert "Restoring states from the checkpoint path at results/m/train/checkpoints/last.ckpt" in log
+    log = (tmp_path / "results/m/train/console.log").read_text()
+    assert re.search(r"Restoring states from the checkpoint path at \S*results/m/train/checkpoints/last.ckpt", log)
     final = torch.load(tmp_path / "results/m/train/checkpoints/last.ckpt", weights_only=True)
     assert final["epoch"] == 5 and final["global_step"] == 6 * 256 // 8
     assert (tmp_path / "results/m/model.ckpt").is_file()

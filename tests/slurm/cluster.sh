@@ -60,6 +60,7 @@ MinJobAge=300
 CommunicationParameters=NoInAddrAny,NoCtldInAddrAny
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
+AccountingStoreFlags=job_comment
 JobAcctGatherType=jobacct_gather/none
 MpiDefault=none
 ReturnToService=2

@@ -18,7 +18,7 @@ rule correct:
     output:
         directory("results/{model}/corrected/{dataset}"),
     log:
-        "results/{model}/correct/{dataset}/correct.log",
+        "results/{model}/correct/{dataset}/console.log",
     threads: 1
     params:
         args=m3l_args(

@@ -6,7 +6,7 @@ rule test:
         metrics="results/{model}/metrics.csv",
         per_image="results/{model}/per_image.csv",
     log:
-        "results/{model}/test/test.log",
+        "results/{model}/test/console.log",
     threads: 1
     params:
         args=m3l_args(

@@ -4,7 +4,7 @@ rule train:
     output:
         "results/{model}/model.ckpt",
     log:
-        "results/{model}/train/train.log",
+        "results/{model}/train/console.log",
     threads: 2
     resources:
         gpu=model_devices,
