@@ -145,7 +145,9 @@ def load_checkpoint(module, cfg: DictConfig) -> str:
     pretrained = OmegaConf.select(cfg, "net.pretrained", default=None, throw_on_missing=False)
     if checkpoint in (None, "???") and pretrained not in (None, False, "???"):
         return f"pretrained {pretrained}"
-    require(cfg, "checkpoint")
+    if checkpoint in (None, "???"):
+        raise M3LError("checkpoint is required: pass checkpoint=PATH (or net.pretrained=true|NAME|PATH to use "
+                       "pretrained weights)")
     load_weights(module, checkpoint)
     return str(checkpoint)
 
