@@ -183,9 +183,14 @@ def test_both_spellings_of_the_vulcan_profile(m3l_env, tmp_path):
 def test_tiny_preset_end_to_end_then_nothing_then_only_the_changed_model(m3l_env, tmp_path):
     models = {"a": {"model": "dncnn"}, "b": {"model": "dncnn", "overrides": ["net.width=4"]}}
     workflow_config(tmp_path, models)
-    snakemake(tmp_path, m3l_env, "--cores", "2")
+    snakemake(tmp_path, m3l_env, "--cores", "2", "--set-threads", "train=1")  # both models at once
     first = check_results(tmp_path, models)
     stamps = {p: p.stat().st_mtime_ns for p in all_targets(tmp_path, models)}
+
+    snakemake(tmp_path, m3l_env, "--report", "report.html")
+    report = (tmp_path / "report.html").read_text()
+    for name in ("benchmark.csv", "benchmark.png", "a/examples.png", "b/examples.png", "Corrected images"):
+        assert name in report, name
 
     again = snakemake(tmp_path, m3l_env, "--cores", "2")
     assert "Nothing to be done" in again.stdout + again.stderr
