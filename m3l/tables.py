@@ -12,13 +12,15 @@ SUMMARY_COLUMNS = ["dataset", "degradation", "n_images", "psnr", "ssim"]
 
 
 def summarize(per_image) -> pd.DataFrame:
-    """One row per (dataset, degradation): ``n_images`` and mean ``psnr`` / ``ssim``, in first-seen order."""
+    """One row per (dataset, degradation): ``n_images`` and mean ``psnr`` / ``ssim`` (and ``psnrb`` when
+    measured, see the ``metrics`` config key), in first-seen order."""
     frame = pd.DataFrame(per_image)
     if frame.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    extra = {"psnrb": ("psnrb", "mean")} if "psnrb" in frame else {}
     grouped = frame.groupby(["dataset", "degradation"], sort=False)
-    summary = grouped.agg(n_images=("image", "size"), psnr=("psnr", "mean"), ssim=("ssim", "mean"))
-    return summary.reset_index()[SUMMARY_COLUMNS]
+    summary = grouped.agg(n_images=("image", "size"), psnr=("psnr", "mean"), ssim=("ssim", "mean"), **extra)
+    return summary.reset_index()[SUMMARY_COLUMNS + list(extra)]
 
 
 def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> Path:

@@ -1,7 +1,7 @@
 """Identity: returns the degraded input, so that the input itself is a row of every result table.
 
-``python -m m3l.run.test model=identity`` needs no checkpoint (the net has no weights): its config sets
-``pretrained``, which tells the test and correct commands that there is nothing to load.
+It has no weights, so ``python -m m3l.run.test model=identity`` and ``m3l.run.correct`` need no
+checkpoint.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from torch import Tensor, nn
 
 
 class Identity(nn.Module):
-    def __init__(self, channels: int = 1, pretrained: str | None = "none needed"):
+    def __init__(self, channels: int = 1):
         super().__init__()
-        self.channels, self.pretrained = channels, pretrained
+        self.channels = channels
 
     def forward(self, x: Tensor) -> Tensor:
         return x

@@ -145,6 +145,8 @@ def load_checkpoint(module, cfg: DictConfig) -> str:
     pretrained = OmegaConf.select(cfg, "net.pretrained", default=None, throw_on_missing=False)
     if checkpoint in (None, "???") and pretrained not in (None, False, "???"):
         return f"pretrained {pretrained}"
+    if checkpoint in (None, "???") and next(module.parameters(), None) is None:
+        return "no weights to load"  # a net without parameters (model=identity) needs no checkpoint
     if checkpoint in (None, "???"):
         raise M3LError("checkpoint is required: pass checkpoint=PATH (or net.pretrained=true|NAME|PATH to use "
                        "pretrained weights)")

@@ -1,0 +1,53 @@
+"""Every zoo model config composes, builds its net and data, and restores a batch of its own data (in-process)."""
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from hydra.utils import instantiate
+
+from m3l.run.common import build_module, register_search_path
+
+SMALL_NETS = {
+    "identity": [],
+    "dncnn_b": ["net.depth=3", "net.width=4"],
+    "dncnn3": ["net.depth=3", "net.width=4"],
+    "ffdnet": ["net.depth=3", "net.width=4"],
+    "drunet": ["net.widths=[4,8]", "net.blocks=1"],
+    "arcnn": ["net.widths=[4,4,4]"],
+    "fbcnn": ["net.widths=[4,8]", "net.blocks=1", "net.embedding=8"],
+    "nafnet": ["net.width=4", "net.encoder_blocks=[1]", "net.decoder_blocks=[1]", "net.tlc_size=16"],
+    "restormer": ["net.width=4", "net.num_blocks=[1,1]", "net.heads=[1,1]", "net.refinement_blocks=1"],
+}
+
+
+@pytest.fixture(autouse=True)
+def no_user_configs(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("M3L_CACHE", str(tmp_path / "cache"))
+    register_search_path()
+
+
+@pytest.mark.parametrize("model", list(SMALL_NETS))
+def test_model_config_trains_a_step_on_its_own_data(model):
+    overrides = [f"model={model}", *SMALL_NETS[model], "data.deadleaves.count=2", "data.deadleaves.size=64",
+                 "data.patches_per_epoch=2", "data.train_batch_size=2", "data.num_workers=0"]
+    with initialize_config_module("m3l.configs", version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    assert cfg.name == model
+    module, data = build_module(cfg), instantiate(cfg.data, _convert_="all")
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    output = module.restore(batch)
+    assert output.shape == batch["target"].shape
+    if model != "identity":
+        module.log = lambda *a, **k: None
+        module.training_step(batch, 0).backward()
+        assert any(p.grad is not None for p in module.parameters())
+
+
+def test_degradation_group_is_chosen_on_the_command_line():
+    with initialize_config_module("m3l.configs", version_base="1.3"):
+        cfg = compose("train", overrides=["model=dncnn", "degradation@data.degradation=jpeg30"])
+        blur = compose("train", overrides=["model=nafnet"])
+    assert cfg.data.degradation.quality == 30 and cfg.data.degradation._target_.endswith(".JPEG")
+    assert instantiate(blur.data.degradation).name == "motion19+sigma2" and blur.data.channels == 3
