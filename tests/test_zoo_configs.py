@@ -49,5 +49,9 @@ def test_degradation_group_is_chosen_on_the_command_line():
     with initialize_config_module("m3l.configs", version_base="1.3"):
         cfg = compose("train", overrides=["model=dncnn", "degradation@data.degradation=jpeg30"])
         blur = compose("train", overrides=["model=nafnet"])
+        blind = compose("train", overrides=["model=dncnn_b"])
+        fbcnn = compose("train", overrides=["model=fbcnn"])
     assert cfg.data.degradation.quality == 30 and cfg.data.degradation._target_.endswith(".JPEG")
     assert instantiate(blur.data.degradation).name == "motion19+sigma2" and blur.data.channels == 3
+    assert instantiate(blind.data.degradation).name == "sigma0-55" and blind.net.depth == 20
+    assert instantiate(fbcnn.data.degradation).name == "jpeg10-95" and fbcnn.metrics.psnrb
