@@ -1,5 +1,6 @@
 # Settings shared by the rules: the chosen preset, and the Hydra overrides of each m3l command.
 import json
+import re
 import shlex
 
 
@@ -27,8 +28,8 @@ if None in TEST_SETS.values() and any(TEST_SETS.values()):
 
 
 wildcard_constraints:
-    model="|".join(MODELS),
-    dataset="|".join(TEST_SETS),
+    model="|".join(map(re.escape, MODELS)),
+    dataset="|".join(map(re.escape, TEST_SETS)),
 
 
 def hydra_value(value):
@@ -60,7 +61,7 @@ def overrides(model, task):
             # One Slurm task: Lightning starts a process per device itself (see the README).
             args += [
                 f"trainer.devices={settings['devices']}",
-                "+trainer.plugins=[{_target_:lightning_fabric.plugins.environments.LightningEnvironment}]",
+                "++trainer.plugins=[{_target_:lightning_fabric.plugins.environments.LightningEnvironment}]",
             ]
     else:
         if any(TEST_SETS.values()):
