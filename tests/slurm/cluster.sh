@@ -23,7 +23,7 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
         if "$@" >/dev/null 2>&1; then return 0; fi
         sleep 0.1
     done
-    log "gave up waiting for $what; see the logs in $STATE/log"
+    log "gave up waiting for $what; see the logs in $STATE/log, $STATE/munge and $STATE/mysql-run"
     return 1
 }
 
@@ -95,11 +95,11 @@ EOF
 }
 
 start_munge() {
-    mkdir -p /run/munge /var/log/munge /var/lib/munge
-    chown munge:munge /run/munge /var/log/munge /var/lib/munge
+    # munged runs as munge, with its folders owned by munge
+    mkdir -p /run/munge /var/lib/munge "$STATE/munge"
+    chown munge:munge /run/munge /var/lib/munge "$STATE/munge"
     [ -s /etc/munge/munge.key ] || mungekey --create
-    runuser -u munge -- munged --pid-file=/run/munge/munged.pid --log-file="$STATE/log/munged.log" 2>/dev/null \
-        || { chown munge "$STATE/log"; runuser -u munge -- munged --pid-file=/run/munge/munged.pid; }
+    runuser -u munge -- munged --pid-file=/run/munge/munged.pid --log-file="$STATE/munge/munged.log"
     wait_for 10 munged munge -n
 }
 
@@ -112,7 +112,7 @@ start_mariadb() {
     fi
     mariadbd --user=mysql --datadir="$STATE/mysql" --socket="$STATE/mysql-run/mysqld.sock" \
         --pid-file="$STATE/mysql-run/mysqld.pid" --bind-address=127.0.0.1 --port=3306 \
-        --log-error="$STATE/log/mariadb.log" >/dev/null 2>&1 &
+        --log-error="$STATE/mysql-run/mariadb.log" >/dev/null 2>&1 &
     wait_for 30 MariaDB mariadb --socket="$STATE/mysql-run/mysqld.sock" -e "SELECT 1"
     mariadb --socket="$STATE/mysql-run/mysqld.sock" -e "
         CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY 'm3l-test';
