@@ -1,6 +1,7 @@
 """Image quality metrics under the published evaluation protocols.
 
-Every metric takes ``(N, C, H, W)`` tensors in [0, 1] and returns one value per image. Both images are
+Every metric takes ``(N, C, H, W)`` tensors in [0, 1] and returns one value per image (SSIM and PSNR-B
+in float64). Both images are
 rounded to 8 bits first, as the reference MATLAB / numpy evaluation scripts do, then optionally
 converted to the luma channel (``y_channel``, BT.601 as MATLAB's ``rgb2ycbcr``, rounded to 8 bits) and
 cropped by ``crop_border`` pixels on every side.
@@ -78,7 +79,7 @@ def ssim(output: torch.Tensor, target: torch.Tensor, y_channel: bool = False, cr
     sxx, syy, sxy = xx - mx**2, yy - my**2, xy - mx * my
     c1, c2 = 0.01**2, 0.03**2
     ssim_map = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
-    return ssim_map.reshape(n, -1).mean(1).float()
+    return ssim_map.reshape(n, -1).mean(1)
 
 
 def blocking_effect_factor(image: torch.Tensor, block: int = 8) -> torch.Tensor:
@@ -101,7 +102,7 @@ def psnrb(output: torch.Tensor, target: torch.Tensor, y_channel: bool = False, c
     """Per-image PSNR-B in dB (JPEG artifact removal): MSE plus the output's blocking effect factor."""
     x, y = prepare(output, y_channel, crop_border), prepare(target, y_channel, crop_border)
     mse = ((x - y) ** 2).mean((-2, -1))
-    return (10 * torch.log10(1.0 / (mse + blocking_effect_factor(x)))).mean(1).float()
+    return (10 * torch.log10(1.0 / (mse + blocking_effect_factor(x)))).mean(1)
 
 
 METRICS = {"psnr": psnr, "ssim": ssim, "psnrb": psnrb}
