@@ -1,9 +1,8 @@
 """Image quality metrics under the published evaluation protocols.
 
 Every metric takes ``(N, C, H, W)`` tensors in [0, 1] and returns one value per image (SSIM and PSNR-B
-in float64). Both images are
-rounded to 8 bits first, as the reference MATLAB / numpy evaluation scripts do, then optionally
-converted to the luma channel (``y_channel``, BT.601 as MATLAB's ``rgb2ycbcr``, rounded to 8 bits) and
+in float64). Both images are rounded to 8 bits first, as the reference MATLAB / numpy evaluation
+scripts do, then optionally converted to the luma channel (``y_channel``, BT.601 as MATLAB's ``rgb2ycbcr``, rounded to 8 bits) and
 cropped by ``crop_border`` pixels on every side.
 
 - PSNR: torchmetrics, data range 1 (255 on the 8-bit scale).
