@@ -31,12 +31,12 @@ def slurm_problem() -> str | None:
     if not Path("/etc/slurm/slurm.conf").exists():
         return "no /etc/slurm/slurm.conf (start the test cluster: tests/slurm/cluster.sh start)"
     try:
-        states = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=10)
-        accounting = subprocess.run(["sacct", "-n", "-X", "-S", "now"], capture_output=True, text=True, timeout=10)
+        states = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=20)
+        if states.returncode != 0 or not {"idle", "mix", "alloc"} & set(states.stdout.split()):
+            return f"no Slurm node is up (sinfo: {(states.stdout + states.stderr).strip()!r}): tests/slurm/cluster.sh start"
+        accounting = subprocess.run(["sacct", "-n", "-X", "-S", "now"], capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired) as error:
         return f"Slurm does not answer: {error}"
-    if states.returncode != 0 or not {"idle", "mix", "alloc"} & set(states.stdout.split()):
-        return f"no Slurm node is up (sinfo: {(states.stdout + states.stderr).strip()!r}): tests/slurm/cluster.sh start"
     if accounting.returncode != 0:
         return f"Slurm accounting does not answer (sacct: {accounting.stderr.strip()!r}): start slurmdbd"
     return None
