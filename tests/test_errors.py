@@ -109,3 +109,9 @@ def test_unwritable_output_folder_is_named(run_m3l, tmp_path, tiny_checkpoint):
                      "serializer.root_dir=afile/out", check=False)
     assert_one_line(result, "serializer.root_dir: cannot create afile/out")
     assert (tmp_path / "afile").read_text() == "a file where a folder should be"
+
+
+def test_wrong_trainer_argument_names_the_cause(run_m3l):
+    result = run_m3l("train", "model=dncnn", *NET, "+trainer.max_epochz=3", check=False)
+    assert_one_line(result, "Trainer", "unexpected keyword argument 'max_epochz'")
+    assert "PYTHONPATH" not in result.stderr

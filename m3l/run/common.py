@@ -46,7 +46,11 @@ def _message(error: BaseException) -> str:
         key = error.full_key or "a key"
         return f"{key} is required (it is ??? in the config): pass {key}=... on the command line"
     if isinstance(error, hydra.errors.InstantiationException):
-        return f"{str(error).splitlines()[0]} (is PYTHONPATH set so that Python can import it?)"
+        lines = [line.strip() for line in str(error).splitlines() if line.strip() and "full_key" not in line]
+        message = " ".join(lines).replace(", set env var HYDRA_FULL_ERROR=1 to see chained exception.", "")
+        if message.startswith("Error locating target"):
+            return f"{message} (is PYTHONPATH set so that Python can import it?)"
+        return f"{message} (M3L_DEBUG=1 shows the traceback)"
     return str(error)
 
 
