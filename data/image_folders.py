@@ -44,7 +44,38 @@ def _files(source, what: str) -> tuple[list[Path], Path]:
     return files, root
 
 
-class ImageFolderDataModule(pl.LightningDataModule):
+class FolderDataModule(pl.LightningDataModule):
+    """What m3l's folder data modules share: the image set to correct and the data loaders.
+
+    Subclasses set ``train_set``, ``val_set`` and ``test_sets_`` in ``setup`` and call
+    :meth:`setup_predict` for the ``predict`` stage; they need ``correct_dir``, ``channels``,
+    ``correct_side``, ``num_workers`` and ``train_batch_size`` attributes.
+    """
+
+    def setup_predict(self) -> None:
+        if self.correct_dir is None:
+            raise M3LError("data.correct_dir is not set: pass data.correct_dir=<folder or image>")
+        files, root = _files(self.correct_dir, "data.correct_dir")
+        self.predict_set = CorrectDataset(files, root, self.channels, self.correct_side)
+
+    def _loader(self, dataset, batch_size: int = 1, persistent: bool = False) -> DataLoader:
+        return DataLoader(dataset, batch_size=batch_size, num_workers=self.num_workers, collate_fn=collate,
+                          persistent_workers=persistent and self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.train_batch_size, persistent=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, persistent=True)
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [self._loader(s) for s in self.test_sets_]
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.predict_set)
+
+
+class ImageFolderDataModule(FolderDataModule):
     """Restoration data from folders of clean images.
 
     Args:
@@ -112,24 +143,4 @@ class ImageFolderDataModule(pl.LightningDataModule):
         if stage in ("test", None):
             self.test_sets_ = self._eval_sets()
         if stage == "predict":
-            if self.correct_dir is None:
-                raise M3LError("data.correct_dir is not set: pass data.correct_dir=<folder or image>")
-            files, root = _files(self.correct_dir, "data.correct_dir")
-            self.predict_set = CorrectDataset(files, root, self.channels, self.correct_side)
-
-    # -- loaders --------------------------------------------------------------------------------
-    def _loader(self, dataset, batch_size: int = 1, persistent: bool = False) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, num_workers=self.num_workers, collate_fn=collate,
-                          persistent_workers=persistent and self.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.train_batch_size, persistent=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, persistent=True)
-
-    def test_dataloader(self) -> list[DataLoader]:
-        return [self._loader(s) for s in self.test_sets_]
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.predict_set)
+            self.setup_predict()

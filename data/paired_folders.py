@@ -13,13 +13,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from m3l.data.datasets import CorrectDataset, collate
 from m3l.data.degradations import side_from_config
-from m3l.data.image_folders import _files, default_workers
+from m3l.data.image_folders import FolderDataModule, default_workers
 from m3l.errors import M3LError
 from m3l.imageio import list_images, read_image
 
@@ -88,7 +86,7 @@ class PairedEvalDataset(Dataset):
                 "dataset": self.dataset, "degradation": self.degradation}
 
 
-class PairedFolderDataModule(pl.LightningDataModule):
+class PairedFolderDataModule(FolderDataModule):
     """Train, validate and test on degraded / clean pairs; correct a folder of degraded images.
 
     Args:
@@ -129,23 +127,4 @@ class PairedFolderDataModule(pl.LightningDataModule):
             self.test_sets_ = [PairedEvalDataset(self._pairs(folder, f"data.test_sets.{name}"), self.channels, name,
                                                  self.degradation) for name, folder in self.test_sets.items()]
         if stage == "predict":
-            if self.correct_dir is None:
-                raise M3LError("data.correct_dir is not set: pass data.correct_dir=<folder or image>")
-            files, root = _files(self.correct_dir, "data.correct_dir")
-            self.predict_set = CorrectDataset(files, root, self.channels, self.correct_side)
-
-    def _loader(self, dataset, batch_size: int = 1, persistent: bool = False) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, num_workers=self.num_workers, collate_fn=collate,
-                          persistent_workers=persistent and self.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.train_batch_size, persistent=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, persistent=True)
-
-    def test_dataloader(self) -> list[DataLoader]:
-        return [self._loader(s) for s in self.test_sets_]
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.predict_set)
+            self.setup_predict()
