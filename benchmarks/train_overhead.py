@@ -7,6 +7,7 @@ callback records each step's data wait and compute time. Steps/s is measured ove
 ``--warmup`` (the first steps include worker start-up and allocator warm-up), within one epoch.
 
     python benchmarks/train_overhead.py [--steps 60] [--repeats 2] [--device cpu|cuda] [--precision 32-true|bf16-mixed]
+                                        [--compile]
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import torch
 from common import device_name, median, report, run_m3l
 
 
-def plain_loop(steps: int, batch: int, patch: int, workers: int, device: str, precision: str) -> dict:
+def plain_loop(steps: int, batch: int, patch: int, workers: int, device: str, precision: str,
+               compile: bool = False) -> dict:
     from torch.utils.data import DataLoader
 
     from m3l.data.datasets import PatchDataset, collate
@@ -35,6 +37,8 @@ def plain_loop(steps: int, batch: int, patch: int, workers: int, device: str, pr
     loader = DataLoader(PatchDataset(images, GaussianNoise(25), patch, steps * batch), batch_size=batch,
                         num_workers=workers, collate_fn=collate)
     net = DnCNN().to(device)
+    if compile:
+        net = torch.compile(net)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     dtype = torch.bfloat16 if precision.startswith("bf16") else None
     data, compute = [], []
@@ -54,9 +58,10 @@ def plain_loop(steps: int, batch: int, patch: int, workers: int, device: str, pr
     return {"data": data, "compute": compute}
 
 
-def m3l_train(steps: int, batch: int, patch: int, workers: int, device: str, precision: str, folder: Path) -> dict:
+def m3l_train(steps: int, batch: int, patch: int, workers: int, device: str, precision: str, folder: Path,
+              compile: bool = False) -> dict:
     accelerator = "gpu" if device == "cuda" else "cpu"
-    run_m3l("train", "model=dncnn", f"trainer.max_steps={steps}", f"data.patches_per_epoch={steps * batch}",
+    run_m3l("train", "model=dncnn", f"compile={str(compile).lower()}", f"trainer.max_steps={steps}", f"data.patches_per_epoch={steps * batch}",
             f"data.train_batch_size={batch}", f"data.patch_size={patch}", f"data.num_workers={workers}",
             f"trainer.accelerator={accelerator}", f"trainer.precision={precision}",
             "+callbacks.step_timer._target_=m3l.timing.StepTimer", f"hydra.run.dir={folder}", cwd=folder.parent)
@@ -66,7 +71,8 @@ def m3l_train(steps: int, batch: int, patch: int, workers: int, device: str, pre
 def summarize(times: dict, warmup: int) -> dict:
     data, compute = times["data"][warmup:], times["compute"][warmup:]
     total = sum(data) + sum(compute)
-    return {"steps_per_s": len(compute) / total, "data_ms": 1000 * median(data), "compute_ms": 1000 * median(compute)}
+    return {"steps_per_s": len(compute) / total, "data_ms": 1000 * median(data), "compute_ms": 1000 * median(compute),
+            "first_step_s": times["compute"][0]}  # with --compile: the compile time
 
 
 def main() -> None:
@@ -78,6 +84,7 @@ def main() -> None:
     parser.add_argument("--patch", type=int, default=40)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", default="32-true")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the net in both runners")
     args = parser.parse_args()
 
     from m3l.data.image_folders import default_workers
@@ -86,17 +93,18 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
-            plain = summarize(plain_loop(args.steps, args.batch, args.patch, workers, args.device, args.precision),
+            plain = summarize(plain_loop(args.steps, args.batch, args.patch, workers, args.device, args.precision,
+                                         args.compile),
                               args.warmup)
             ours = summarize(m3l_train(args.steps, args.batch, args.patch, workers, args.device, args.precision,
-                                       Path(tmp) / f"run{repeat}"), args.warmup)
+                                       Path(tmp) / f"run{repeat}", args.compile), args.warmup)
             rows += [{"runner": "plain", "repeat": repeat, **plain}, {"runner": "m3l", "repeat": repeat, **ours}]
     plain_rate = median([r["steps_per_s"] for r in rows if r["runner"] == "plain"])
     m3l_rate = median([r["steps_per_s"] for r in rows if r["runner"] == "m3l"])
     for row in rows:
-        row.update(device=device_name(), precision=args.precision, batch=args.batch, patch=args.patch,
-                   workers=workers)
-    report(rows, f"train_overhead_{args.device}_{args.precision}")
+        row.update(device=device_name(), precision=args.precision, compile=args.compile, batch=args.batch,
+                   patch=args.patch, workers=workers)
+    report(rows, f"train_overhead_{args.device}_{args.precision}{'_compile' if args.compile else ''}")
     print(f"m3l / plain steps per second: {m3l_rate / plain_rate:.3f} (goal >= 0.97)")
 
 
