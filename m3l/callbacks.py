@@ -1,4 +1,4 @@
-"""Lightning callbacks that send pictures and tables to loggers that take them (WandB).
+"""Lightning callbacks of m3l: pictures and tables for loggers that take them (WandB), and the run's config in every checkpoint.
 
 :func:`logger_callbacks` adds them to a trainer whose logger has ``log_image`` / ``log_table``
 (``pytorch_lightning.loggers.WandbLogger``), so ``logger=wandb`` is all a user sets:
@@ -66,3 +66,14 @@ def logger_callbacks(logger) -> list[Callback]:
     if any(callable(getattr(item, "log_image", None)) for item in loggers):
         return [LogSamples(), LogTestTable()]
     return []
+
+
+class StoreConfig(Callback):
+    """Stores the run's resolved config (plain containers only) in every checkpoint under
+    ``"m3l_config"``, so that a checkpoint says how to rebuild its net."""
+
+    def __init__(self, config: dict):
+        self.config = config
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint["m3l_config"] = self.config

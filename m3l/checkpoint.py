@@ -10,27 +10,29 @@ import pickle
 from pathlib import Path
 
 import torch
-from pytorch_lightning.callbacks import Callback
 from torch import nn
 
 from m3l.errors import M3LError
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """The checkpoint at ``path`` as a dict of plain containers and tensors."""
+def read_checkpoint(path: str | Path, what: str = "checkpoint") -> dict:
+    """The checkpoint at ``path`` as a dict of plain containers and tensors.
+
+    ``what`` starts every error line (e.g. ``"pretrained:"`` for weights named by ``net.pretrained``).
+    """
     path = Path(path)
     if not path.is_file():
         raise M3LError(f"checkpoint not found: {path} (pass checkpoint=PATH to a .ckpt written by m3l.run.train)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise M3LError(f"checkpoint {path} holds objects other than tensors and plain containers; refused "
+        raise M3LError(f"{what} {path} holds objects other than tensors and plain containers; refused "
                        f"to load it (weights_only): {str(error).splitlines()[0]}") from None
     except Exception as error:  # torch raises many types for truncated or foreign files
-        raise M3LError(f"checkpoint {path} is not a readable PyTorch file (truncated or not a checkpoint): "
+        raise M3LError(f"{what} {path} is not a readable PyTorch file (truncated or not a checkpoint): "
                        f"{str(error).splitlines()[0]}") from None
     if not isinstance(checkpoint, dict):
-        raise M3LError(f"checkpoint {path} holds a {type(checkpoint).__name__}, not a state dict or Lightning checkpoint")
+        raise M3LError(f"{what} {path} holds a {type(checkpoint).__name__}, not a state dict or Lightning checkpoint")
     return checkpoint
 
 
@@ -65,13 +67,3 @@ def load_weights(module: nn.Module, path: str | Path) -> dict:
     return checkpoint
 
 
-
-class StoreConfig(Callback):
-    """Stores the run's resolved config (plain containers only) in every checkpoint under
-    ``"m3l_config"``, so that a checkpoint says how to rebuild its net."""
-
-    def __init__(self, config: dict):
-        self.config = config
-
-    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
-        checkpoint["m3l_config"] = self.config

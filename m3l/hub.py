@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from m3l.checkpoint import read_checkpoint
 from m3l.errors import M3LError
 
 
@@ -127,16 +127,7 @@ def read_state(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise M3LError(f"pretrained: {path} is not a file (give true, the name of a known entry, or a weights file)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise M3LError(f"pretrained: {path} holds objects other than tensors and plain containers; refused "
-                       f"(weights_only): {str(error).splitlines()[0]}") from None
-    except Exception as error:  # torch raises many types for truncated or foreign files
-        raise M3LError(f"pretrained: {path} is not a readable PyTorch file: {str(error).splitlines()[0]}") from None
-    if not isinstance(state, dict):
-        raise M3LError(f"pretrained: {path} holds a {type(state).__name__}, not a state dict")
-    return state
+    return read_checkpoint(path, "pretrained:")
 
 
 def load_into(net: nn.Module, state: dict, what: str) -> nn.Module:

@@ -38,7 +38,7 @@ def copy_atomic(source: str | Path, target: str | Path) -> None:
 def train(cfg: DictConfig) -> float | None:
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    from m3l.checkpoint import StoreConfig
+    from m3l.callbacks import StoreConfig
 
     module, datamodule = build_module(cfg), build_datamodule(cfg)
     callbacks = [*instantiate_all(cfg.callbacks), StoreConfig(OmegaConf.to_container(cfg, resolve=True))]
