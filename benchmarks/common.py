@@ -31,6 +31,19 @@ def run_m3l(task: str, *overrides: str, cwd: Path) -> subprocess.CompletedProces
     return result
 
 
+def correct_args(description: str):
+    """The arguments of the correction benchmarks: ``--images``, ``--repeats`` and ``--device``."""
+    import argparse
+
+    import torch
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--images", type=int, default=12)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return parser.parse_args()
+
+
 def median(values) -> float:
     return statistics.median(values)
 

@@ -10,7 +10,6 @@ and PNG writing included); the plain loop is timed the same way.
 
 from __future__ import annotations
 
-import argparse
 import re
 import tempfile
 import time
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from common import device_name, median, report, run_m3l
+from common import correct_args, device_name, median, report, run_m3l
 
 SHARED_BSD68 = Path(__file__).resolve().parents[2] / "shared" / "data" / "bsd68"
 
@@ -52,11 +51,7 @@ def plain_loop(files: list[Path], net: torch.nn.Module, out: Path, device: str) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=12)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
+    args = correct_args(__doc__.splitlines()[0])
 
     from m3l.data.image_folders import default_workers
     from m3l.models.dncnn import DnCNN

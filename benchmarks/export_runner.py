@@ -10,7 +10,6 @@ writing included, start-up and model loading not); ``wall_s`` is the whole proce
 
 from __future__ import annotations
 
-import argparse
 import re
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from common import device_name, median, report, run_m3l
+from common import correct_args, device_name, median, report, run_m3l
 from correct_throughput import make_images
 
 RUNNER = Path(__file__).resolve().parents[1] / "deploy" / "correct_exported.py"
@@ -40,11 +39,7 @@ def timed(command: list[str], cwd: Path) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=12)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
+    args = correct_args(__doc__.splitlines()[0])
 
     from m3l.models.dncnn import DnCNN
 
