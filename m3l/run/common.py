@@ -6,6 +6,7 @@ Heavy imports (torch, Lightning) happen inside functions so that ``--help`` stay
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
@@ -77,6 +78,13 @@ def run(task: Callable[[DictConfig], Any], cfg: DictConfig, name: str) -> Any:
             raise
         print(f"m3l {name}: error: {_message(error)}", file=sys.stderr)
         raise SystemExit(2) from None
+    except OSError as error:  # a full disk while Lightning writes checkpoints or logs
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT) or os.environ.get("M3L_DEBUG"):
+            raise
+        where = error.filename or HydraConfig.get().runtime.output_dir
+        print(f"m3l {name}: error: cannot write {where}: {error.strerror}; the files written before are kept "
+              f"(free space and rerun)", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def available(group: str) -> list[str]:
@@ -94,7 +102,8 @@ def require(cfg: DictConfig, *keys: str) -> None:
 
 
 def build_module(cfg: DictConfig):
-    """The LightningModule of ``cfg.net``: used as is, or a plain ``nn.Module`` wrapped in RestorationModule."""
+    """The LightningModule of ``cfg.net``: used as is, or a plain ``nn.Module`` wrapped in RestorationModule
+    (VideoRestorationModule for video nets, those with a ``frames`` attribute)."""
     import pytorch_lightning as pl
     from hydra.utils import instantiate
     from torch import nn
@@ -111,6 +120,8 @@ def build_module(cfg: DictConfig):
         return apply_speed_options(net, cfg)
     if not isinstance(net, nn.Module):
         raise M3LError(f"net: {cfg.net._target_} built a {type(net).__name__}, not an nn.Module or LightningModule")
+    if getattr(net, "frames", None) is not None:  # a video net: a window of frames in (m3l.models.video)
+        from m3l.video_restoration import VideoRestorationModule as RestorationModule
     module = RestorationModule(net, loss=instantiate(cfg.loss), optimizer=instantiate(cfg.optimizer),
                                scheduler=instantiate(cfg.scheduler), scheduler_interval=cfg.scheduler_interval,
                                metrics=OmegaConf.to_container(cfg.metrics) if cfg.get("metrics") else None)

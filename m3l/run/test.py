@@ -44,6 +44,9 @@ def test(cfg: DictConfig) -> None:
         summary = summarize(per_image)
         write_csv(per_image, cfg.per_image_csv)
         print(f"per-image results: {cfg.per_image_csv}")
+        if getattr(module, "frame_rows", None) and cfg.get("per_frame_csv"):  # video: per_image has a row per clip
+            write_csv(pd.DataFrame(module.frame_rows), cfg.per_frame_csv)
+            print(f"per-frame results: {cfg.per_frame_csv}")
     else:  # a user's own LightningModule: what it logged, one row per test dataloader
         summary = pd.DataFrame(results)
     write_csv(summary, cfg.metrics_csv)

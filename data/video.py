@@ -1,0 +1,363 @@
+"""Clips: reading and writing them, degrading them, and the embedded synthetic ones.
+
+A clip is either a *frame folder* (a folder of images, frames in name order) or a *video file*
+(``.mp4``, ``.mkv``, ``.avi``, ``.mov``, ``.webm``, decoded with PyAV). In memory a clip is a float
+tensor ``(T, C, H, W)`` in [0, 1]; long clips are never loaded whole for correction: :func:`iter_frames`
+decodes lazily and :class:`ClipWriter` writes frame by frame.
+
+Written clips keep the input's form: PNG frames with the input's frame names for a frame folder, and a
+video at the input's frame rate for a video file. Videos are written losslessly by default (FFV1 in
+Matroska, ``.mkv``: bit-exact 8-bit gray or RGB); ``codec="libx264"`` with a ``crf`` writes a smaller
+H.264 ``.mp4`` of the stated quality (``crf=0`` with ``yuv444p`` is lossless in YUV, not in RGB).
+
+:class:`H264` is a degradation of whole clips (H.264 at a CRF through libx264), usable wherever a
+degradation is, with :func:`degrade_clip` applying any image degradation of
+:mod:`m3l.data.degradations` frame by frame (per-frame or per-clip parameters).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from m3l.data.degradations import SIDE_SCALE, Compose
+from m3l.imageio import is_image, read_image, to_uint8, write_png
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".avi", ".mov", ".webm"})
+DEFAULT_FPS = Fraction(25)
+CONTAINERS = {".mp4": "mp4", ".mkv": "matroska", ".avi": "avi", ".mov": "mov", ".webm": "webm"}
+
+
+def is_video(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+@dataclass(frozen=True)
+class Clip:
+    """Where a clip is: ``path`` (a frame folder or a video file) and ``name``, its path relative to the set."""
+
+    path: Path
+    name: str
+
+    @property
+    def is_video(self) -> bool:
+        return self.path.is_file()
+
+    def frame_files(self) -> list[Path]:
+        """A frame folder's images, in name order."""
+        return sorted(p for p in self.path.iterdir() if p.is_file() and is_image(p) and not p.name.startswith("."))
+
+
+def list_clips(root: str | os.PathLike) -> list[Clip]:
+    """The clips under ``root``: a video file; a frame folder; or a folder searched recursively for video files
+    and frame folders (folders holding images), sorted by name."""
+    root = Path(root).expanduser()
+    if root.is_file():
+        return [Clip(root, root.name)] if is_video(root) else []
+    if not root.is_dir():
+        return []
+    clips = []
+    for path in sorted(root.rglob("*")):
+        if path.name.startswith("."):
+            continue
+        if path.is_file() and is_video(path):
+            clips.append(Clip(path, path.relative_to(root).as_posix()))
+        elif path.is_dir() and any(is_image(p) for p in path.iterdir() if p.is_file()):
+            clips.append(Clip(path, path.relative_to(root).as_posix()))
+    if not clips and any(is_image(p) for p in root.iterdir() if p.is_file()):
+        clips.append(Clip(root, root.name))  # root is itself one frame folder
+    return clips
+
+
+def _frame_tensor(frame, channels: int) -> torch.Tensor:
+    array = frame.to_ndarray(format="gray" if channels == 1 else "rgb24")
+    array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+    return torch.from_numpy(np.ascontiguousarray(array)).float().div_(255.0)
+
+
+def frame_rate(clip: Clip) -> Fraction:
+    """The clip's frame rate: the video stream's average rate, or 25 for frame folders and unknown rates."""
+    if not clip.is_video:
+        return DEFAULT_FPS
+    import av
+
+    with av.open(str(clip.path)) as container:
+        rate = container.streams.video[0].average_rate
+    return Fraction(rate) if rate else DEFAULT_FPS
+
+
+def iter_frames(clip: Clip, channels: int = 1) -> Iterator[tuple[str, torch.Tensor]]:
+    """``(frame name, (C, H, W) tensor)`` for each frame, decoded one at a time. Frame names are the frame
+    files' names for a frame folder and ``00000.png, 00001.png, ...`` for a video."""
+    if not clip.is_video:
+        for path in clip.frame_files():
+            yield path.name, read_image(path, channels)
+        return
+    import av
+
+    with av.open(str(clip.path)) as container:
+        if not container.streams.video:
+            raise ValueError("no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for index, frame in enumerate(container.decode(stream)):
+            yield f"{index:05d}.png", _frame_tensor(frame, channels)
+
+
+def read_clip(clip: Clip | str | os.PathLike, channels: int = 1) -> torch.Tensor:
+    """A whole clip as ``(T, C, H, W)`` (for test sets and training clips; correction streams instead)."""
+    clip = clip if isinstance(clip, Clip) else Clip(Path(clip), Path(clip).name)
+    frames = [frame for _, frame in iter_frames(clip, channels)]
+    if not frames:
+        raise ValueError(f"{clip.path}: no frames")
+    if len({f.shape for f in frames}) > 1:
+        raise ValueError(f"{clip.path}: frames of different sizes")
+    return torch.stack(frames)
+
+
+def reflect_index(index: int, length: int) -> int:
+    """Frame ``index`` of a clip of ``length`` frames mirrored at its ends (``-1 -> 1``, ``T -> T-2``), clamped
+    for clips too short to mirror: the border handling of the sliding window."""
+    if length <= 1:
+        return 0
+    if index < 0:
+        index = -index
+    if index >= length:
+        index = 2 * (length - 1) - index
+    return min(max(index, 0), length - 1)
+
+
+# -- writing -------------------------------------------------------------------------------------------
+class ClipWriter:
+    """Write a clip frame by frame to ``path``, atomically: into a temporary name in the same folder, renamed
+    by :meth:`close`; :meth:`abort` removes it. A frame folder when ``path`` has no video suffix, else a video.
+
+    Args:
+        path: the output frame folder, or video file (its suffix must match the codec's container).
+        fps: frame rate of a video.
+        codec: ``ffv1`` (lossless, Matroska) or ``libx264`` (H.264 at ``crf``, default 0).
+        crf: libx264's constant rate factor (0 lossless in YUV 4:4:4, 17-18 visually lossless, 23 default).
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: Fraction | str | float = DEFAULT_FPS, codec: str = "ffv1",
+                 crf: int | None = None):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.video = is_video(self.path)
+        self.fps, self.codec, self.crf = Fraction(fps).limit_denominator(1001 * 1000), codec, crf
+        self.count = 0
+        self.container = self.stream = None
+        if self.video:
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+            os.close(fd)
+            self.tmp = Path(tmp)
+        else:
+            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent))
+
+    def _open(self, channels: int, height: int, width: int) -> None:
+        import av
+
+        self.container = av.open(str(self.tmp), "w", format=CONTAINERS[self.path.suffix.lower()])
+        self.stream = self.container.add_stream(self.codec, rate=self.fps)
+        self.stream.width, self.stream.height = width, height
+        if self.codec == "ffv1":
+            self.stream.pix_fmt = "gray" if channels == 1 else "bgr0"
+        else:
+            self.stream.pix_fmt = "yuv444p" if (self.crf or 0) == 0 or width % 2 or height % 2 else "yuv420p"
+            self.stream.options = {"crf": str(self.crf or 0), "threads": "1"}
+
+    def write(self, frame: torch.Tensor, name: str | None = None) -> None:
+        """Append ``frame`` (``(C, H, W)`` in [0, 1]); ``name`` is its file name in a frame folder."""
+        if not self.video:
+            write_png(frame, self.tmp / Path(name or f"{self.count:05d}.png").with_suffix(".png").name)
+            self.count += 1
+            return
+        import av
+
+        if self.container is None:
+            self._open(*frame.shape)
+        array = to_uint8(frame)
+        video_frame = av.VideoFrame.from_ndarray(array, format="gray" if array.ndim == 2 else "rgb24")
+        for packet in self.stream.encode(video_frame.reformat(format=self.stream.pix_fmt)):
+            self.container.mux(packet)
+        self.count += 1
+
+    def close(self) -> Path:
+        """Finish and move the clip to ``path`` (replacing an older one)."""
+        if self.container is not None:
+            for packet in self.stream.encode():
+                self.container.mux(packet)
+            self.container.close()
+            self.container = None
+        if self.path.is_dir() and not self.path.is_symlink():
+            shutil.rmtree(self.path)
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop what was written (an interrupted or failed clip leaves nothing behind)."""
+        if self.container is not None:
+            try:
+                self.container.close()
+            except Exception:  # noqa: BLE001 - the partial file is removed anyway
+                pass
+            self.container = None
+        if self.tmp.is_dir():
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def write_clip(clip: torch.Tensor, path: str | os.PathLike, fps: Fraction | float = DEFAULT_FPS,
+               names: Sequence[str] | None = None, **options) -> Path:
+    """Write a whole ``(T, C, H, W)`` clip (see :class:`ClipWriter`)."""
+    writer = ClipWriter(path, fps, **options)
+    try:
+        for index, frame in enumerate(clip):
+            writer.write(frame, names[index] if names else None)
+        return writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+# -- degradations ----------------------------------------------------------------------------------------
+class H264:
+    """H.264 compression of a whole clip through libx264 (PyAV) at constant rate factor ``crf`` (0-51; fixed or
+    ``[low, high]`` drawn per clip), 4:2:0 chroma, decoded back. A *clip* degradation: it is called on
+    ``(T, C, H, W)`` clips, not on frames. Odd sizes are padded to even ones (edge pixels) and cropped back.
+    Side information: ``crf`` (``crf / 51``).
+    """
+
+    clip_level = True
+
+    def __init__(self, crf: int | Sequence[int] = 28, preset: str = "medium"):
+        if isinstance(crf, Sequence) and not isinstance(crf, str) and len(crf) != 2:
+            raise ValueError(f"crf must be a number or [low, high], got {crf!r}")
+        self.crf, self.preset = crf, preset
+        self.blind = isinstance(crf, Sequence) and not isinstance(crf, str)
+
+    @property
+    def name(self) -> str:
+        return f"h264crf{self.crf[0]}-{self.crf[1]}" if self.blind else f"h264crf{self.crf}"
+
+    def __call__(self, clip: torch.Tensor, rng: np.random.RandomState):
+        import av
+
+        crf = int(rng.randint(self.crf[0], self.crf[1] + 1)) if self.blind else int(self.crf)
+        t, c, h, w = clip.shape
+        padded = torch.nn.functional.pad(clip, (0, w % 2, 0, h % 2), mode="replicate") if (h % 2 or w % 2) else clip
+        encoder = av.CodecContext.create("libx264", "w")
+        encoder.width, encoder.height = padded.shape[-1], padded.shape[-2]
+        encoder.pix_fmt, encoder.time_base, encoder.framerate = "yuv420p", Fraction(1, 25), Fraction(25)
+        encoder.options = {"crf": str(crf), "preset": self.preset, "threads": "1"}
+        packets = []
+        for index, frame in enumerate(padded):
+            array = to_uint8(frame)
+            video_frame = av.VideoFrame.from_ndarray(array, format="gray" if c == 1 else "rgb24").reformat(format="yuv420p")
+            video_frame.pts = index
+            packets += encoder.encode(video_frame)
+        packets += encoder.encode(None)
+        decoder = av.CodecContext.create("h264", "r")
+        decoder.thread_count = 1
+        frames = [f for p in packets for f in decoder.decode(p)] + list(decoder.decode(None))
+        degraded = torch.stack([_frame_tensor(f, c) for f in frames])[..., :h, :w]
+        if len(degraded) != t:
+            raise RuntimeError(f"H264: encoded {t} frames, decoded {len(degraded)}")
+        return degraded.contiguous(), {"crf": torch.full((t,), crf / 51.0)}
+
+    def __repr__(self) -> str:
+        return f"H264(crf={self.crf!r})"
+
+
+def _freeze(degradation, side: dict):
+    """A copy of ``degradation`` whose randomly drawn parameters (``[low, high]`` ranges of sigma, quality, ...)
+    are fixed to the values in ``side``: the same parameters for every frame of a clip."""
+    if isinstance(degradation, Compose):
+        frozen = copy.copy(degradation)
+        frozen.steps = [_freeze(step, side) for step in degradation.steps]
+        return frozen
+    if not getattr(degradation, "blind", False):
+        return degradation
+    frozen = copy.copy(degradation)
+    for key, value in side.items():
+        if key in SIDE_SCALE and hasattr(frozen, key):
+            drawn = float(value) * SIDE_SCALE[key]
+            setattr(frozen, key, round(drawn) if key == "quality" else drawn)
+            frozen.blind = False
+    return frozen
+
+
+def degrade_clip(degradation, clip: torch.Tensor, rng: np.random.RandomState, per_clip: bool = True):
+    """Degrade a ``(T, C, H, W)`` clip: a clip degradation (:class:`H264`) as a whole; an image degradation frame
+    by frame with ``rng``, its parameters drawn once per clip (``per_clip``) or for every frame. Noise is always
+    drawn afresh for each frame. Returns the clip and its side information, each entry ``(T, ...)``."""
+    if getattr(degradation, "clip_level", False):
+        return degradation(clip, rng)
+    frames, sides = [], []
+    step = degradation
+    for index, frame in enumerate(clip):
+        degraded, side = step(frame, rng)
+        if per_clip and index == 0:
+            step = _freeze(degradation, side)
+        frames.append(degraded)
+        sides.append(side)
+    stacked = {key: torch.stack([s[key] for s in sides]) for key in sides[0] if all(key in s for s in sides)}
+    return torch.stack(frames), stacked
+
+
+# -- synthetic clips -------------------------------------------------------------------------------------
+def moving_crops(image: torch.Tensor, frames: int, height: int, width: int, rng: np.random.RandomState,
+                 max_speed: float = 2.0) -> torch.Tensor:
+    """A ``(frames, C, height, width)`` clip: a window panning over ``image`` (``(C, H, W)``) at a random
+    constant velocity of up to ``max_speed`` pixels per frame (rounded to whole pixels, bouncing off the edges),
+    like a camera pan over a still scene."""
+    _, h, w = image.shape
+    if height > h or width > w:
+        raise ValueError(f"crop {height}x{width} larger than the image {h}x{w}")
+    span = np.array([h - height, w - width], dtype=float)
+    position = rng.uniform(0, 1, 2) * span
+    velocity = rng.uniform(-max_speed, max_speed, 2)
+    crops = []
+    for _ in range(frames):
+        top, left = np.round(position).astype(int)
+        crops.append(image[:, top:top + height, left:left + width])
+        position = position + velocity
+        for axis in range(2):  # bounce off the edges
+            if position[axis] < 0 or position[axis] > span[axis]:
+                velocity[axis] = -velocity[axis]
+                position[axis] = min(max(position[axis], 0.0), span[axis])
+    return torch.stack(crops).contiguous()
+
+
+# The embedded test clips: (photo, frames, height, width); clips of different lengths and sizes.
+TEST_CLIPS = (("astronaut.png", 10, 96, 128), ("chelsea.png", 12, 128, 96), ("coffee.png", 8, 112, 112),
+              ("rocket.jpg", 14, 96, 96))
+VAL_CLIPS = (("camera.png", 8, 96, 96), ("coins.png", 8, 96, 96))
+
+
+def embedded_clips(split: str, channels: int = 1, seed: int = 0, count: int = 100, size: int = 128,
+                   frames: int = 16, crop: int = 64, rmin: float = 3.0) -> dict[str, torch.Tensor]:
+    """The embedded synthetic clips, ``{name: (T, C, H, W)}``, made by moving crops over the embedded images:
+    ``train``: ``count`` clips of ``frames`` frames of ``crop`` pixels over the dead-leaves images (``size``);
+    ``val`` / ``test``: a few clips of different lengths and sizes over scikit-image's photos."""
+    from m3l.data import embedded
+
+    if split == "train":
+        images = torch.from_numpy(embedded.dead_leaves_images(count, size, seed, channels, rmin))
+        rng = np.random.RandomState(seed)
+        return {f"deadleaves{i:03d}": moving_crops(image, frames, crop, crop, rng) for i, image in enumerate(images)}
+    specs = {"val": VAL_CLIPS, "test": TEST_CLIPS}[split]
+    folder = embedded.photos(split)[0].parent
+    rng = np.random.RandomState(seed + 1)
+    return {Path(name).stem: moving_crops(read_image(folder / name, channels), t, h, w, rng)
+            for name, t, h, w in specs}

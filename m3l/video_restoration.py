@@ -1,0 +1,116 @@
+"""``VideoRestorationModule``: :class:`~m3l.restoration.RestorationModule` for clips, batches ``(B, T, C, H, W)``.
+
+A video net (see :mod:`m3l.models.video`) maps a window of ``net.frames`` consecutive frames to the restored
+centre frame; this module slides that window over clips:
+
+- training: crops of ``T >= net.frames`` frames; the loss is over the frames whose window lies inside the crop;
+- validation / test: whole clips, their ends mirrored (:func:`m3l.data.video.reflect_index`); a test row per
+  clip (PSNR / SSIM = mean over its frames, plus ``frames``) and one per frame in ``frame_rows``;
+- predict: chunks of a clip with ``offset`` context frames before them (see
+  :class:`m3l.data.video_folders.StreamedClips`), so memory is bounded by the chunk, not the clip.
+
+It is chosen for nets with a ``frames`` attribute (see :func:`m3l.run.common.build_module`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from m3l import metrics
+from m3l.errors import M3LError
+from m3l.restoration import RestorationModule, required_arguments
+from m3l.tiling import tiled
+
+
+def reflect_pad(clip: torch.Tensor, radius: int, dim: int = 1) -> torch.Tensor:
+    """``clip`` with ``radius`` frames mirrored onto each end along ``dim``."""
+    from m3l.data.video import reflect_index
+
+    length = clip.shape[dim]
+    index = torch.tensor([reflect_index(i, length) for i in range(-radius, length + radius)], device=clip.device)
+    return clip.index_select(dim, index)
+
+
+class VideoRestorationModule(RestorationModule):
+    """Train, test and correct clips with a video net (``net.frames`` frames in, the centre frame out).
+
+    Args: those of :class:`~m3l.restoration.RestorationModule`, plus
+        windows_per_step: windows run through the net at once in evaluation (bounds memory on long clips).
+    """
+
+    def __init__(self, net, *args, windows_per_step: int = 8, **kwargs):
+        super().__init__(net, *args, **kwargs)
+        self.window = int(net.frames)
+        self.radius = self.window // 2
+        self.windows_per_step = windows_per_step
+        self.required_side = getattr(net, "required_side", None) or required_arguments(net)
+        self.frame_rows: list[dict] = []
+
+    def restore_centres(self, clip: torch.Tensor, side: dict, centres: range) -> torch.Tensor:
+        """The restored frames ``centres`` of ``clip`` ``(B, T, C, H, W)``, each from the window around it (which
+        must lie inside the clip); side entries are per frame, ``(B, T, ...)``. Returns ``(B, len(centres), C, H, W)``."""
+        missing = self.required_side - set(side)
+        if missing:
+            name = sorted(missing)[0]
+            raise M3LError(f"net {type(self.net).__name__} needs side information `{name}` that the data does not "
+                           f"give: use a degradation that produces it, or pass data.correct_side.{name}=VALUE")
+        b, r = clip.shape[0], self.radius
+        if centres and (centres[0] < r or centres[-1] + r >= clip.shape[1]):
+            raise M3LError(f"the net sees {self.window} frames: data.frames must be at least {self.window}")
+        step = self.windows_per_step if not self.training else len(centres)
+        outputs = []
+        for first in range(0, len(centres), max(1, step)):
+            part = centres[first:first + step]
+            windows = torch.stack([clip[:, t - r:t + r + 1] for t in part], 1).flatten(0, 1)
+            frame_side = {k: v[:, list(part)].flatten(0, 1) for k, v in side.items()
+                          if self.side_arguments is None or k in self.side_arguments}
+            run = lambda x: self(x, **frame_side)  # noqa: E731
+            if self.tiling is not None and not self.training:
+                out = tiled(run, windows, *self.tiling)
+            else:
+                out = run(windows)
+            outputs.append(out.unflatten(0, (b, len(part))))
+        return torch.cat(outputs, 1)
+
+    def restore(self, batch: dict) -> torch.Tensor:
+        """Every frame of whole clips ``(B, T, C, H, W)``, the clip ends mirrored."""
+        clip, r = batch["input"], self.radius
+        side = {k: reflect_pad(v, r) for k, v in batch.get("side", {}).items()}
+        return self.restore_centres(reflect_pad(clip, r), side, range(r, r + clip.shape[1]))
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        clip, r = batch["input"], self.radius
+        output = self.restore_centres(clip, batch.get("side", {}), range(r, clip.shape[1] - r))
+        loss = self.loss(output.flatten(0, 1), batch["target"][:, r:clip.shape[1] - r].flatten(0, 1))
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        output, target = self.restore(batch).flatten(0, 1), batch["target"].flatten(0, 1)
+        n = len(output)
+        self.log("val/psnr", metrics.psnr(output, target).mean(), prog_bar=True, batch_size=n)
+        self.log("val/ssim", metrics.ssim(output, target).mean(), batch_size=n)
+
+    def on_test_epoch_start(self) -> None:
+        self.test_rows, self.frame_rows = [], []
+
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        output = self.restore(batch)
+        for i in range(len(output)):
+            target, degraded = batch["target"][i], batch["input"][i]
+            measured = metrics.evaluate(output[i], target, self.metric_names, **self.metric_options)
+            inputs = metrics.evaluate(degraded, target, self.metric_names, **self.metric_options)
+            columns = {**measured, **{f"{name}_input": values for name, values in inputs.items()}}
+            about = {"dataset": batch["dataset"][i], "degradation": batch["degradation"][i], "image": batch["path"][i]}
+            self.test_rows.append({**about, "frames": target.shape[0], "height": target.shape[-2],
+                                   "width": target.shape[-1],
+                                   **{name: float(values.mean()) for name, values in columns.items()}})
+            self.frame_rows += [{**about, "frame": t, **{name: float(values[t]) for name, values in columns.items()}}
+                                for t in range(target.shape[0])]
+
+    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor | None:
+        """Restore a chunk: frames ``offset .. offset + count - 1`` of ``batch["input"]``."""
+        if "input" not in batch:  # the clip could not be read
+            return None
+        offset, count = int(batch["offset"]), int(batch["count"])
+        return self.restore_centres(batch["input"], batch.get("side", {}), range(offset, offset + count)).clamp(0, 1)
