@@ -1,7 +1,9 @@
 """Correct images: ``python -m m3l.run.correct model=NAME checkpoint=PATH data.correct_dir=IN
 serializer.root_dir=OUT``.
 
-``IN`` is a folder (searched recursively) or a single image. The data module's
+``IN`` is a folder (searched recursively) or a single image; for video models (``model=fastdvdnet``), a
+folder of clips (frame folders, video files) or one video file, written back as clips (m3l.video_serializer).
+The data module's
 ``predict_dataloader`` reads it; the serializer (a Lightning prediction writer) writes each restored
 image under ``OUT`` as soon as its batch is done, keeping its relative path and name (as ``.png``).
 Unreadable files are skipped with a warning naming each, and a summary at the end.
@@ -20,6 +22,7 @@ from m3l.run.common import build_datamodule, build_module, build_trainer, entry,
 def correct(cfg: DictConfig) -> None:
     from hydra.utils import instantiate
 
+    from m3l.data.video import is_video
     from m3l.imageio import list_images
 
     require(cfg, "data.correct_dir")
@@ -30,8 +33,8 @@ def correct(cfg: DictConfig) -> None:
     source = Path(cfg.data.correct_dir)
     if not source.exists():
         raise M3LError(f"data.correct_dir: {source} does not exist; give a folder of images or a single image")
-    if source.is_dir() and not list_images(source):
-        raise M3LError(f"data.correct_dir: no images (png, jpg, bmp, tif, ...) in {source}")
+    if source.is_dir() and not list_images(source) and not any(map(is_video, source.rglob("*"))):
+        raise M3LError(f"data.correct_dir: no images (png, jpg, bmp, tif, ...) or videos (mp4, mkv, avi) in {source}")
 
     module, datamodule = build_module(cfg), build_datamodule(cfg)
     load_checkpoint(module, cfg)  # checkpoint=PATH, or the net's pretrained weights
@@ -39,7 +42,7 @@ def correct(cfg: DictConfig) -> None:
     trainer = build_trainer(cfg, callbacks=[serializer], logger=False)
     trainer.predict(module, datamodule=datamodule, return_predictions=False)
     if not serializer.written:
-        what = f"{source} could not be read as an image" if source.is_file() else f"none of the images in {source} could be read"
+        what = f"{source} could not be read as an image or video" if source.is_file() else f"none of the images in {source} could be read"
         raise M3LError(f"data.correct_dir: {what}")
 
 
