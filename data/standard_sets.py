@@ -47,6 +47,7 @@ class StandardSet:
 DNCNN = "https://github.com/cszn/DnCNN/archive/refs/heads/master.zip"
 FFDNET = "https://github.com/cszn/FFDNet/archive/refs/heads/master.zip"
 FBCNN = "https://github.com/jiaxi-jiang/FBCNN/archive/refs/heads/main.zip"
+DAVIS = "https://data.vision.ee.ethz.ch/csergi/share/davis"
 
 SETS: dict[str, StandardSet] = {s.name: s for s in [
     StandardSet("train400", DNCNN, "DnCNN-master/TrainingCodes/DnCNN_TrainingCodes_v1.0/data/Train400", 400,
@@ -74,6 +75,14 @@ SETS: dict[str, StandardSet] = {s.name: s for s in [
                 what="2K color validation images"),
     StandardSet("gopro", "https://seungjunnah.github.io/Datasets/gopro", "GOPRO_Large", 9642, manual=True,
                 what="deblurring pairs: 2103 train + 1111 test frames, blur/, blur_gamma/ and sharp/ per sequence"),
+    # Video sets (frame folders, one per sequence; data=video). Not downloaded here: counts are the DAVIS 2017
+    # release notes' and the FastDVDnet paper's, content checksums to pin on first download.
+    StandardSet("davis_train", f"{DAVIS}/DAVIS-2017-trainval-480p.zip", "DAVIS/JPEGImages/480p", 6208,
+                what="video training set (FastDVDnet): 90 sequences (60 train + 30 val) of 854x480 JPEG frames"),
+    StandardSet("davis_test", f"{DAVIS}/DAVIS-2017-test-dev-480p.zip", "DAVIS/JPEGImages/480p", 2086,
+                what="video test set (DAVIS-test): 30 sequences of 854x480 JPEG frames (FastDVDnet used <= 85 each)"),
+    StandardSet("set8", "https://github.com/m-tassano/fastdvdnet", "", 680, manual=True,
+                what="video test set: 8 sequences x 85 frames at 960x540 (4 Derf's, 4 GoPro), from the FastDVDnet authors"),
     StandardSet("sidd_medium", "https://www.eecs.yorku.ca/~kamel/sidd/dataset.php", "SIDD_Medium_Srgb", 640,
                 manual=True, what="real noisy / ground-truth sRGB pairs (320 pairs)"),
 ]}
