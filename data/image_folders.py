@@ -8,7 +8,7 @@ With no folders given it uses the embedded default dataset (:mod:`m3l.data.embed
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from m3l.data import embedded
-from m3l.data.datasets import CorrectDataset, EvalDataset, PatchDataset, collate
+from m3l.data.datasets import CorrectDataset, EvalDataset, PatchDataset, collate, relative_name
 from m3l.data.degradations import GaussianNoise, side_from_config
 from m3l.errors import M3LError
 from m3l.imageio import list_images, read_image
@@ -50,12 +50,21 @@ class FolderDataModule(pl.LightningDataModule):
     Subclasses set ``train_set``, ``val_set`` and ``test_sets_`` in ``setup`` and call
     :meth:`setup_predict` for the ``predict`` stage; they need ``correct_dir``, ``channels``,
     ``correct_side``, ``num_workers`` and ``train_batch_size`` attributes.
+
+    ``predict_filter``, when set, maps the relative names of the images to correct to those still to
+    do; ``m3l.run.correct`` sets it to the serializer's ``pending``, so a rerun skips finished outputs
+    without reading their inputs.
     """
+
+    predict_filter: Callable[[list[str]], list[str]] | None = None
 
     def setup_predict(self) -> None:
         if self.correct_dir is None:
             raise M3LError("data.correct_dir is not set: pass data.correct_dir=<folder or image>")
         files, root = _files(self.correct_dir, "data.correct_dir")
+        if self.predict_filter is not None:
+            by_name = {relative_name(f, root): f for f in files}
+            files = [by_name[name] for name in self.predict_filter(list(by_name))]
         self.predict_set = CorrectDataset(files, root, self.channels, self.correct_side)
 
     def _loader(self, dataset, batch_size: int = 1, persistent: bool = False) -> DataLoader:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
+
+from m3l.atomic import atomic_write
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 
@@ -50,15 +51,8 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
 
 
 def write_png(image: torch.Tensor, path: str | os.PathLike) -> Path:
-    """Write ``image`` as an 8-bit PNG: to a temporary name in the same folder, then renamed."""
+    """Write ``image`` as an 8-bit PNG, atomically (see :mod:`m3l.atomic`): complete under ``path`` or absent."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(to_uint8(image)).save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        Image.fromarray(to_uint8(image)).save(f, format="PNG")
     return path

@@ -1,18 +1,23 @@
 """``ImageSerializer``: writes each corrected image as soon as its batch is done.
 
 A Lightning ``BasePredictionWriter``: outputs go under ``root_dir`` with the input's relative path
-and name (extension ``.png``: 8-bit, rounded), each written to a temporary name then renamed, so an
+and name (extension ``.png``: 8-bit, rounded), each written atomically (:mod:`m3l.atomic`), so an
 interrupted run never leaves a partial image.
+
+Correction resumes: :meth:`ImageSerializer.pending` drops the inputs whose output already exists
+(unless ``overwrite``) before anything is read, and removes what a killed run left half-written.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from pytorch_lightning.callbacks import BasePredictionWriter
 
+from m3l.atomic import remove_temporaries
 from m3l.errors import M3LError
 from m3l.imageio import write_png
 
@@ -20,12 +25,21 @@ log = logging.getLogger(__name__)
 
 
 class ImageSerializer(BasePredictionWriter):
-    def __init__(self, root_dir: str, suffix: str = ".png"):
+    """Args:
+        root_dir: the output folder.
+        suffix: the outputs' extension.
+        overwrite: correct every input again, even those whose output exists (default: skip them).
+    """
+
+    def __init__(self, root_dir: str, suffix: str = ".png", overwrite: bool = False):
         super().__init__(write_interval="batch")
         self.root_dir = Path(root_dir)
         self.suffix = suffix
+        self.overwrite = overwrite
         self.written: list[Path] = []
         self.skipped: list[str] = []
+        self.done: list[str] = []
+        self.started = time.perf_counter()
 
     def output_path(self, name: str) -> Path:
         """Where the image with relative name ``name`` goes; never outside ``root_dir``."""
@@ -34,7 +48,22 @@ class ImageSerializer(BasePredictionWriter):
             relative = relative.relative_to(relative.anchor)
         return self.root_dir / relative
 
-    def on_predict_start(self, trainer, pl_module) -> None:
+    def pending(self, names: Sequence[str]) -> list[str]:
+        """The relative ``names`` still to correct: all with ``overwrite``, else those without an output.
+
+        Data modules call it on their file list before building the dataset (see
+        ``FolderDataModule.predict_filter``), so finished inputs are not even read. Temporary files that
+        a killed run left for these outputs are removed.
+        """
+        outputs = [self.output_path(name) for name in names]
+        remove_temporaries(outputs)
+        done = [False] * len(names) if self.overwrite else [out.is_file() for out in outputs]
+        self.done = [name for name, finished in zip(names, done) if finished]
+        return [name for name, finished in zip(names, done) if not finished]
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if stage != "predict":
+            return
         try:
             self.root_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -54,11 +83,20 @@ class ImageSerializer(BasePredictionWriter):
             except OSError as error:
                 raise M3LError(f"cannot write {path}: {error.strerror or error}") from None
 
-    def on_predict_end(self, trainer, pl_module) -> None:
+    def summary(self) -> str:
+        """The closing line: how many were written, skipped as already done, and skipped as unreadable."""
         seconds = time.perf_counter() - self.started
         message = (f"wrote {len(self.written)} images to {self.root_dir} in {seconds:.2f} s "
                    f"({len(self.written) / max(seconds, 1e-9):.3f} images/s)")
+        if self.done:
+            message += f"; skipped {len(self.done)} already done (serializer.overwrite=true redoes them)"
         if self.skipped:
             message += f"; skipped {len(self.skipped)} unreadable: {', '.join(self.skipped)}"
-        log.info(message)
-        print(message)
+        return message
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        """Print the summary; runs also when nothing was left to correct (Lightning then skips the loop)."""
+        if stage == "predict":
+            message = self.summary()
+            log.info(message)
+            print(message)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
+
+from m3l.atomic import atomic_write, remove_temporaries
+from m3l.errors import M3LError
 
 SUMMARY_COLUMNS = ["dataset", "degradation", "n_images", "psnr", "ssim"]
 
@@ -24,17 +26,16 @@ def summarize(per_image) -> pd.DataFrame:
 
 
 def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write ``frame`` to ``path`` through a temporary file in the same folder and a rename."""
+    """Write ``frame`` to ``path`` atomically (see :mod:`m3l.atomic`): a killed run leaves the table
+    complete or absent, never truncated. A write error (a full disk) names the path; an earlier table
+    stays as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_temporaries([path])  # what a killed earlier write left
     try:
-        with os.fdopen(fd, "w", newline="") as f:
+        with atomic_write(path, "w", newline="") as f:
             frame.to_csv(f, index=False, float_format="%.6f")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except OSError as error:
+        raise M3LError(f"cannot write {path}: {error.strerror or error}") from None
     return path
 
 

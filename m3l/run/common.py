@@ -10,6 +10,7 @@ import errno
 import functools
 import os
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -55,6 +56,15 @@ def _message(error: BaseException) -> str:
     return str(error)
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _quiet_disk_full(args) -> None:
+    """A thread's full-disk error is left to the main thread (which gets it too and says it in one line)."""
+    if not (isinstance(args.exc_value, OSError) and args.exc_value.errno in DISK_FULL):
+        threading.__excepthook__(args)
+
+
 def run(task: Callable[[DictConfig], Any], cfg: DictConfig, name: str) -> Any:
     """Seed, record the run, run ``task``; bad input ends with one line on stderr and exit status 2.
 
@@ -71,6 +81,7 @@ def run(task: Callable[[DictConfig], Any], cfg: DictConfig, name: str) -> Any:
 
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         hydra_cfg = HydraConfig.get()
+        threading.excepthook = _quiet_disk_full  # TensorBoard's writer thread: the main thread reports it
         write_run_info(run_info(cfg, name, sys.argv[1:]), hydra_cfg.runtime.output_dir)
         return task(cfg)
     except (M3LError, MissingMandatoryValue, hydra.errors.InstantiationException) as error:
@@ -79,7 +90,7 @@ def run(task: Callable[[DictConfig], Any], cfg: DictConfig, name: str) -> Any:
         print(f"m3l {name}: error: {_message(error)}", file=sys.stderr)
         raise SystemExit(2) from None
     except OSError as error:  # a full disk while Lightning writes checkpoints or logs
-        if error.errno not in (errno.ENOSPC, errno.EDQUOT) or os.environ.get("M3L_DEBUG"):
+        if error.errno not in DISK_FULL or os.environ.get("M3L_DEBUG"):
             raise
         where = error.filename or HydraConfig.get().runtime.output_dir
         print(f"m3l {name}: error: cannot write {where}: {error.strerror}; the files written before are kept "

@@ -6,7 +6,8 @@ folder of clips (frame folders, video files) or one video file, written back as 
 The data module's
 ``predict_dataloader`` reads it; the serializer (a Lightning prediction writer) writes each restored
 image under ``OUT`` as soon as its batch is done, keeping its relative path and name (as ``.png``).
-Unreadable files are skipped with a warning naming each, and a summary at the end.
+Unreadable files are skipped with a warning naming each, and a summary at the end. Inputs whose output
+already exists are skipped without being read (a rerun resumes), unless ``serializer.overwrite=true``.
 """
 
 from __future__ import annotations
@@ -39,9 +40,11 @@ def correct(cfg: DictConfig) -> None:
     module, datamodule = build_module(cfg), build_datamodule(cfg)
     load_checkpoint(module, cfg)  # checkpoint=PATH, or the net's pretrained weights
     serializer = instantiate(cfg.serializer)
+    if hasattr(datamodule, "predict_filter") and hasattr(serializer, "pending"):
+        datamodule.predict_filter = serializer.pending  # resume: finished outputs are not read again
     trainer = build_trainer(cfg, callbacks=[serializer], logger=False)
     trainer.predict(module, datamodule=datamodule, return_predictions=False)
-    if not serializer.written:
+    if not serializer.written and not getattr(serializer, "done", None):
         what = f"{source} could not be read as an image or video" if source.is_file() else f"none of the images in {source} could be read"
         raise M3LError(f"data.correct_dir: {what}")
 

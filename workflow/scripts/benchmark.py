@@ -1,13 +1,12 @@
 """The benchmark over every model: CSV and Markdown tables (rows models, columns test set x
 degradation) and a plot of the PSNRs."""
 
-import os
 import sys
-from pathlib import Path
 
 import matplotlib
 import pandas as pd
 
+from m3l.atomic import atomic_write
 from m3l.tables import benchmark, benchmark_markdown, write_csv
 
 matplotlib.use("Agg")
@@ -18,9 +17,8 @@ models, inputs, output = snakemake.params.models, snakemake.input, snakemake.out
 table = benchmark({model: pd.read_csv(path) for model, path in zip(models, inputs)})
 write_csv(table, output.csv)
 
-md = Path(output.md)
-md.with_name(f".{md.name}.tmp").write_text(benchmark_markdown(table))
-os.replace(md.with_name(f".{md.name}.tmp"), md)
+with atomic_write(output.md, "w") as f:  # complete or absent, even if the job is killed
+    f.write(benchmark_markdown(table))
 
 psnr = table.set_index("model")[[c for c in table.columns if c.endswith("/psnr")]]
 psnr.columns = [c.removesuffix("/psnr") for c in psnr.columns]
@@ -30,7 +28,6 @@ axes.set_ylim(max(0, psnr.min().min() - 3), psnr.max().max() + 1)
 axes.set_title("m3l benchmark")
 axes.legend(title="model", fontsize="small")
 plt.tight_layout()
-png = Path(output.png)
-plt.savefig(png.with_name(f".{png.name}.tmp"), format="png", dpi=120)
-os.replace(png.with_name(f".{png.name}.tmp"), png)
+with atomic_write(output.png) as f:
+    plt.savefig(f, format="png", dpi=120)
 print(table.to_string())
