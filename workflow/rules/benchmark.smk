@@ -30,8 +30,16 @@ rule benchmark:
 rule examples:
     """A few corrected images next to their degraded inputs, for the report."""
     input:
-        degraded=expand("results/{{model}}/degraded/{dataset}", dataset=TEST_SETS),
-        corrected=expand("results/{{model}}/corrected/{dataset}", dataset=TEST_SETS),
+        degraded=lambda w: expand(
+            "results/{model}/degraded/{dataset}",
+            model=w.model,
+            dataset=model_test_sets(w.model),
+        ),
+        corrected=lambda w: expand(
+            "results/{model}/corrected/{dataset}",
+            model=w.model,
+            dataset=model_test_sets(w.model),
+        ),
     output:
         report(
             "results/{model}/examples.png",

@@ -21,15 +21,32 @@ if any("{data_root}" in o for o in PRESET.get("overrides", [])) and not DATA_ROO
     fail(
         f"data_root: the {config['preset']} preset needs the folder of its data sets: --config data_root=DIR"
     )
-if None in TEST_SETS.values() and any(TEST_SETS.values()):
-    fail(
-        "test_sets: give a folder for every test set, or null for all (the model's own test sets)"
-    )
+
+
+def own(model, key):
+    """The model's own setting of its preset (``presets: {tiny: {overrides: ...}}``), else the preset's."""
+    settings = config["models"][model].get("presets", {}).get(config["preset"], {})
+    return settings.get(key, PRESET.get(key, []))
+
+
+def model_test_sets(model):
+    """The test sets of ``model``: its own ``test_sets`` (video models: clips), else the config's or preset's."""
+    return config["models"][model].get("test_sets") or TEST_SETS
+
+
+for _model in MODELS:
+    _sets = model_test_sets(_model)
+    if None in _sets.values() and any(_sets.values()):
+        fail(
+            "test_sets: give a folder for every test set, or null for all (the model's own test sets)"
+        )
 
 
 wildcard_constraints:
     model="|".join(map(re.escape, MODELS)),
-    dataset="|".join(map(re.escape, TEST_SETS)),
+    dataset="|".join(
+        map(re.escape, sorted({d for m in MODELS for d in model_test_sets(m)}))
+    ),
 
 
 def hydra_value(value):
@@ -52,11 +69,11 @@ def overrides(model, task):
     settings = config["models"][model]
     args = [
         f"model={settings['model']}",
-        *PRESET.get("overrides", []),
+        *own(model, "overrides"),
         *settings.get("overrides", []),
     ]
     if task == "train":
-        args += [*PRESET.get("train", []), *settings.get("train", [])]
+        args += [*own(model, "train"), *settings.get("train", [])]
         if settings.get("devices", 1) > 1:
             # One Slurm task: Lightning starts a process per device itself (see the README).
             args += [
@@ -64,8 +81,9 @@ def overrides(model, task):
                 "++trainer.plugins=[{_target_:lightning_fabric.plugins.environments.LightningEnvironment}]",
             ]
     else:
-        if any(TEST_SETS.values()):
-            args.append(f"data.test_sets={hydra_value(TEST_SETS)}")
+        test_sets = model_test_sets(model)
+        if any(test_sets.values()):
+            args.append(f"data.test_sets={hydra_value(test_sets)}")
         if DEGRADATIONS:
             args.append(f"data.test_degradations={hydra_value(DEGRADATIONS)}")
     return [a.replace("{data_root}", str(DATA_ROOT)) for a in args]

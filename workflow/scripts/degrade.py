@@ -1,5 +1,6 @@
 """Write the degraded images of one test set, as the model's data module makes them for testing
-(same degradations, same seeds), as 8-bit PNGs: ``<out>/<degradation>/<image>.png``."""
+(same degradations, same seeds), as 8-bit PNGs: ``<out>/<degradation>/<image>.png``; the clips of a video model as folders of PNG
+frames, ``<out>/<degradation>/<clip>/``."""
 
 import sys
 from pathlib import Path
@@ -8,6 +9,7 @@ from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 
 import m3l  # noqa: F401  (registers the m3l.* config resolvers)
+from m3l.data.video import is_video, write_clip
 from m3l.imageio import write_png
 from m3l.run.common import register_search_path
 
@@ -25,6 +27,10 @@ if not sets:
 for test_set in sets:
     for index in range(len(test_set)):
         item = test_set[index]
-        path = out / item["degradation"] / Path(item["path"]).with_suffix(".png")
-        write_png(item["input"].clamp(0, 1), path)
+        if item["input"].ndim == 4:  # a clip (video models): a folder of PNG frames
+            path = out / item["degradation"] / item["path"]
+            write_clip(item["input"].clamp(0, 1), path.with_suffix("") if is_video(path) else path)
+        else:
+            path = out / item["degradation"] / Path(item["path"]).with_suffix(".png")
+            write_png(item["input"].clamp(0, 1), path)
         print(path)
