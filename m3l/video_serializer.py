@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from pathlib import Path
 
 from pytorch_lightning.callbacks import BasePredictionWriter
@@ -54,6 +55,8 @@ class VideoSerializer(BasePredictionWriter):
         except OSError as error:
             raise M3LError(f"serializer.root_dir: cannot create {self.root_dir}: {error.strerror}") from None
         self.written, self.skipped, self.open, self.frames = [], [], {}, 0
+        # Chunks come from an iterable dataset: Lightning has no batch indices to give, and says so each time.
+        warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")
         self.started = time.perf_counter()
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
