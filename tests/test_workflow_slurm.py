@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from conftest import REPO, TINY
-from test_workflow import check_results, snakemake, workflow_config
+from test_workflow import SNAKEFILE, check_results, snakemake, workflow_config
 
 pytestmark = pytest.mark.slow
 
@@ -80,6 +80,38 @@ def test_a_failing_job_fails_the_run_instead_of_hanging(slurm, m3l_env, tmp_path
     assert slurm_jobs(result.stdout + result.stderr) == [("rule_train_wildcards_bad", "FAILED")]
     assert "m3l train: error:" in (tmp_path / "results/bad/train/console.log").read_text()
     assert not (tmp_path / "results/bad/model.ckpt").exists()
+
+
+def test_a_cancelled_job_fails_the_run_instead_of_hanging(slurm, m3l_env, tmp_path):
+    """``scancel`` of a running training job (as an admin or a preemption would): snakemake reports the
+    job as failed, exits non-zero and leaves no model behind."""
+    workflow_config(tmp_path, {"long": {"model": "dncnn", "train": ["trainer.max_epochs=1000"]}})
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(tmp_path),
+               "--configfile", str(tmp_path / "config.yaml"), "--replace-workflow-config", "--profile", str(PROFILE),
+               "results/long/model.ckpt"]
+    process = subprocess.Popen(["timeout", "-s", "KILL", "180", *command], cwd=tmp_path, env=m3l_env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        job, deadline = None, time.time() + 90
+        while job is None and process.poll() is None and time.time() < deadline:
+            queue = subprocess.run(["squeue", "-h", "-o", "%i|%k|%T"], capture_output=True, text=True, timeout=30)
+            job = next((line.split("|")[0] for line in queue.stdout.split()
+                        if line.endswith("|rule_train_wildcards_long|RUNNING")), None)
+            time.sleep(0.5)
+        assert job, "the training job never ran"
+        cancelled = time.perf_counter()
+        subprocess.run(["scancel", job], check=True, timeout=30)
+        output = process.communicate(timeout=170)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode not in (0, -9, 137), output[-3000:]
+    assert time.perf_counter() - cancelled < 90
+    assert "Error in rule train" in output
+    ((comment, state),) = slurm_jobs(output)
+    assert comment == "rule_train_wildcards_long" and state.startswith("CANCELLED"), state
+    assert not (tmp_path / "results/long/model.ckpt").exists()
 
 
 def test_multi_device_training_in_one_slurm_task(slurm, m3l_env, tmp_path):
