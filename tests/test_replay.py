@@ -43,7 +43,8 @@ def test_a_result_rebuilds_byte_for_byte_in_a_fresh_clone_at_its_commit(run_m3l,
     clone, venv = tmp_path / "clone", tmp_path / "venv"
     subprocess.run(["git", "clone", "-q", "--no-checkout", str(REPO), str(clone)], check=True, timeout=120)
     subprocess.run(["git", "-C", str(clone), "checkout", "-q", commit], check=True, timeout=120)
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True,
+                   timeout=120)  # the shared pip and setuptools install the clone into it
     python = str(venv / "bin" / "python")
     subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--disable-pip-version-check", "-e", str(clone)], check=True, capture_output=True, timeout=300)
