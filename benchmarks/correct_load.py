@@ -138,7 +138,8 @@ def main() -> None:
         skipped = int(re.search(r"skipped (\d+) already done", output).group(1))
         rewritten = sum(1 for n, stamp in before.items() if (out / n).stat().st_mtime_ns != stamp)
         if skipped != len(before) or rewritten:
-            raise SystemExit(f"resume: {len(before)} outputs before the rerun, {skipped} skipped, {rewritten} rewritten")
+            raise SystemExit(f"resume: {len(before)} outputs before the rerun, {skipped} skipped, "
+                             f"{rewritten} rewritten")
         rows.append({"folder": "small, killed half-way then rerun", "images": count, "size": f"{size}x{size}",
                      "seconds": seconds, "images_per_s": (count - skipped) / seconds,
                      "peak_rss_mib": max(rss for _, rss, _ in samples) / 2**20, "first_quarter_peak_mib": None,

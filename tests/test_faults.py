@@ -81,7 +81,8 @@ def kill_when(process: subprocess.Popen, ready, timeout: float = 120) -> None:
     try:
         while not ready():
             if process.poll() is not None:
-                pytest.fail(f"the run ended ({process.returncode}) before the kill point:\n{process.stderr.read()[-3000:]}")
+                pytest.fail(f"the run ended ({process.returncode}) before the kill point:\n"
+                            f"{process.stderr.read()[-3000:]}")
             if time.time() > deadline:
                 pytest.fail("the kill point never came")
             time.sleep(0.02)

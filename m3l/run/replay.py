@@ -29,7 +29,8 @@ def differences(info: dict) -> list[str]:
     recorded = (info.get("git") or {}).get("m3l") or {}
     here = git_state(Path(__file__).resolve().parents[1]) or {}
     if recorded.get("commit") != here.get("commit"):
-        notes.append(f"m3l commit: recorded {recorded.get('commit') or 'unknown'}, here {here.get('commit') or 'unknown'}")
+        notes.append(f"m3l commit: recorded {recorded.get('commit') or 'unknown'}, "
+                     f"here {here.get('commit') or 'unknown'}")
     if recorded.get("dirty"):
         notes.append("the recorded m3l working tree had uncommitted changes: the commit alone may not rebuild it")
     installed = versions()
