@@ -67,7 +67,7 @@ class FrameSource:
 class ClipCrops(Dataset):
     """``length`` random crops of ``frames`` consecutive frames and ``patch_size`` pixels, degraded on the fly."""
 
-    def __init__(self, sources: list[FrameSource], degradation, frames: int = 5, patch_size: int = 64,
+    def __init__(self, sources: list[FrameSource], degradation, frames: int = 5, patch_size: int = 48,
                  length: int = 320, augment: bool = True, per_clip: bool = True):
         self.sources = [s for s in sources if len(s) >= frames and min(s.shape) >= patch_size]
         if not self.sources:
@@ -209,7 +209,7 @@ class VideoFolderDataModule(pl.LightningDataModule):
 
     def __init__(self, train_dir: str | None = None, val_dir: str | None = None, test_sets: Mapping | None = None,
                  correct_dir: str | None = None, degradation=None, test_degradations: Sequence | None = None,
-                 per_clip: bool = True, channels: int = 1, frames: int = 5, patch_size: int = 64,
+                 per_clip: bool = True, channels: int = 1, frames: int = 5, patch_size: int = 48,
                  train_batch_size: int = 8, crops_per_epoch: int = 320, augment: bool = True,
                  num_workers: int | None = None, seed: int = 0, chunk: int = 8, synthetic: Mapping | None = None,
                  correct_side: Mapping | None = None):

@@ -133,7 +133,8 @@ def test_video_model_configs_train_a_step_on_the_embedded_clips(model, small, tm
     assert isinstance(module, VideoRestorationModule) and module.window == data.frames
     data.setup("fit")
     batch = next(iter(data.train_dataloader()))
-    assert batch["input"].shape == (2, data.frames, 1, 64, 64) and batch["side"]["sigma"].shape == (2, data.frames)
+    assert batch["input"].shape == (2, data.frames, 1, data.patch_size, data.patch_size)
+    assert batch["side"]["sigma"].shape == (2, data.frames)
     module.log = lambda *a, **k: None
     module.training_step(batch, 0).backward()
     assert all(p.grad is not None for p in module.parameters())

@@ -5,6 +5,7 @@ from fractions import Fraction
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from m3l.data.video import Clip, frame_rate, moving_crops, read_clip, write_clip
@@ -57,3 +58,21 @@ def test_train_test_correct_on_frame_folders_and_an_mp4(run_m3l, tmp_path):
     run_m3l("correct", "model=fastdvdnet", *TINY_VIDEO, f"checkpoint={checkpoint}",
             f"data.correct_dir={tmp_path / 'clips' / 'cam.mp4'}", "serializer.root_dir=one", "hydra.run.dir=one")
     assert torch.equal(read_clip(tmp_path / "one" / "cam.mkv"), corrected)  # chunking does not change the output
+
+
+@pytest.mark.slow
+def test_workflow_benchmarks_a_video_model_beside_an_image_model(m3l_env, tmp_path):
+    from test_workflow import CONFIG, snakemake, workflow_config
+
+    workflow_config(tmp_path, {"dncnn": {"model": "dncnn"}, "fastdvdnet": CONFIG["models"]["fastdvdnet"]})
+    snakemake(tmp_path, m3l_env, "--cores", "2", timeout=600)
+    results = tmp_path / "results"
+    per_clip = pd.read_csv(results / "fastdvdnet" / "per_image.csv")
+    assert per_clip["frames"].tolist() == [10, 12, 8, 14]  # the embedded test clips
+    corrected = results / "fastdvdnet" / "corrected" / "clips" / "sigma25"
+    assert sorted(p.name for p in corrected.iterdir()) == ["astronaut", "chelsea", "coffee", "rocket"]
+    assert len(list((corrected / "rocket").glob("*.png"))) == 14
+    benchmark = pd.read_csv(results / "benchmark.csv").set_index("model")
+    assert benchmark.loc["fastdvdnet", "clips/sigma25/psnr"] > 0 and pd.isna(benchmark.loc["dncnn", "clips/sigma25/psnr"])
+    assert benchmark.loc["dncnn", "small/sigma25/psnr"] > 0
+    assert (results / "fastdvdnet" / "examples.png").is_file()
