@@ -54,7 +54,7 @@ def slurm_jobs(output: str) -> list[tuple[str, str]]:
     run_id = re.search(r"SLURM run ID: ([\w-]+)", output).group(1)
     sacct = subprocess.run(["sacct", "-X", "-n", "-P", "--name", run_id, "-o", "Comment,State"],
                            capture_output=True, text=True, timeout=30, check=True)
-    return sorted(tuple(line.split("|")) for line in sacct.stdout.split())
+    return sorted(tuple(line.split("|")) for line in sacct.stdout.splitlines() if line)  # states may hold spaces
 
 
 def test_tiny_preset_through_the_slurm_executor(slurm, m3l_env, tmp_path):
