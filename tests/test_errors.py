@@ -115,3 +115,37 @@ def test_wrong_trainer_argument_names_the_cause(run_m3l):
     result = run_m3l("train", "model=dncnn", *NET, "+trainer.max_epochz=3", check=False)
     assert_one_line(result, "Trainer", "unexpected keyword argument 'max_epochz'")
     assert "PYTHONPATH" not in result.stderr
+
+
+def test_unknown_option_of_another_group_lists_its_options(run_m3l):
+    result = run_m3l("train", "model=dncnn", "logger=wandbb", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "Could not find 'logger/wandbb'" in result.stderr
+    assert "Available options in 'logger':\n\tcsv\n\ttensorboard\n\twandb" in result.stderr
+
+
+def test_misspelt_key_lists_the_valid_keys(run_m3l):
+    result = run_m3l("train", "model=dncnn", "trainer.max_epochz=3", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "Key 'max_epochz' is not in struct" in result.stderr  # Hydra's message
+    hint = result.stderr.splitlines()[-1]
+    assert hint.startswith("m3l train: trainer.max_epochz: no such key in 'trainer' (did you mean trainer.max_epochs")
+    assert "its keys: _target_, " in hint and ", max_epochs, " in hint and "'+trainer.max_epochz=...' adds" in hint
+
+
+def test_value_of_the_wrong_type_says_what_is_expected(run_m3l):
+    result = run_m3l("train", "model=dncnn", "seed=abc", "hydra.run.dir=run", check=False)
+    assert result.returncode != 0
+    assert result.stderr.splitlines()[-1] == "m3l train: seed=abc: a number is expected here (the config's value is 0)"
+
+
+def test_override_hints_for_keys_and_types():
+    from m3l.confighints import override_hints
+
+    hints = override_hints("test", ["model=dncnn", "net.widht=3", "data.augment=maybe", "net.width=32", "+x=1",
+                                    "hydra.run.dir=x", "nett.width=3"])
+    assert hints[0].startswith("net.widht: no such key in 'net' (did you mean net.width?); its keys: _target_, ")
+    assert hints[1] == "data.augment=maybe: true or false is expected here (the config's value is True)"
+    assert hints[2].startswith("nett: no such key in the config (did you mean net?)")
+    assert len(hints) == 3
+    assert override_hints("test", ["model=dcnn", "net.widht=3"]) == []  # Hydra lists the models itself

@@ -40,7 +40,19 @@ def entry(task: Callable[[DictConfig], Any], config_name: str) -> Callable[[], A
     def main(cfg: DictConfig) -> Any:
         return run(task, cfg, config_name)
 
-    return main
+    @functools.wraps(main)
+    def main_with_hints() -> Any:
+        try:
+            return main()
+        except SystemExit as exit:  # Hydra's own report (exit status 1): add what it leaves out on typos
+            if exit.code == 1:
+                from m3l.confighints import override_hints
+
+                for hint in override_hints(config_name, sys.argv[1:]):
+                    print(f"m3l {config_name}: {hint}", file=sys.stderr)
+            raise
+
+    return main_with_hints
 
 
 def _message(error: BaseException) -> str:
