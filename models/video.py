@@ -39,10 +39,20 @@ def _conv(in_ch: int, out_ch: int, stride: int = 1, groups: int = 1) -> list[nn.
             nn.ReLU(inplace=True)]
 
 
+def icnr_(weight: torch.Tensor, scale: int = 2) -> None:
+    """Initialise a convolution followed by ``PixelShuffle(scale)`` so that, at first, its ``scale**2`` sub-pixels
+    are equal (nearest-neighbour upsampling): no checkerboard artifacts to unlearn (Aitken et al. 2017, "ICNR")."""
+    out, *rest = weight.shape
+    sub = torch.empty(out // scale**2, *rest)
+    nn.init.kaiming_uniform_(sub, a=5**0.5)  # nn.Conv2d's default
+    with torch.no_grad():
+        weight.copy_(sub.repeat_interleave(scale**2, dim=0))
+
+
 class DenoisingBlock(nn.Module):
     """FastDVDnet's denoising block: a small U-Net over 3 frames (each with its noise map) that returns the
     middle frame minus the predicted noise. Input convolution grouped per frame (``per_frame`` channels each),
-    two strided-convolution downsamplings, pixel-shuffle upsamplings, additive skips."""
+    two strided-convolution downsamplings, pixel-shuffle upsamplings (ICNR-initialised), additive skips."""
 
     def __init__(self, channels: int = 3, widths: tuple[int, int, int] = (32, 64, 128), per_frame: int = 30):
         super().__init__()
@@ -55,6 +65,9 @@ class DenoisingBlock(nn.Module):
         self.up0 = nn.Sequential(*_conv(w1, w1), *_conv(w1, w1), nn.Conv2d(w1, 4 * w0, 3, 1, 1, bias=False),
                                  nn.PixelShuffle(2))
         self.out = nn.Sequential(*_conv(w0, w0), nn.Conv2d(w0, channels, 3, 1, 1, bias=False))
+        for up in (self.up1[-2], self.up0[-2]):
+            icnr_(up.weight)
+
 
     def forward(self, frames: tuple[torch.Tensor, torch.Tensor, torch.Tensor], noise_map: torch.Tensor) -> torch.Tensor:
         x0 = self.inc(torch.cat([t for f in frames for t in (f, noise_map)], dim=1))
