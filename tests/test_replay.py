@@ -29,8 +29,11 @@ def test_replay_dry_run_names_what_differs(m3l_env, tmp_path):
 def test_a_result_rebuilds_byte_for_byte_in_a_fresh_clone_at_its_commit(run_m3l, m3l_env, tmp_path, tiny_checkpoint):
     from m3l.runinfo import git_state
 
-    if git_state(REPO) is None:
+    state = git_state(REPO)
+    if state is None:
         pytest.skip(f"{REPO} is not a git checkout: nothing to clone")
+    if state["dirty"]:  # the clone would lack them; replay says so too
+        pytest.skip(f"{REPO} has uncommitted changes: a clone at its commit cannot rebuild their results")
     write_images(tmp_path / "set", {f"{i}.png": (40, 32) for i in range(3)})
     (tmp_path / "original").mkdir()
     run_m3l("test", "model=dncnn", "net.depth=3", "net.width=8", f"checkpoint={tiny_checkpoint}",
