@@ -201,6 +201,7 @@ def test_benchmark_table_rule_killed_mid_write_then_rerun(m3l_env, tmp_path, hoo
     results = tmp_path / "results"
     kill_when(process, lambda: any(results.glob(".benchmark.csv.*.tmp")))
     assert not (results / "benchmark.csv").exists()
+    (results / ".benchmark.png.killed_2.tmp").write_bytes(b"\x89PNG half")  # as a kill a moment later leaves
 
     snakemake(tmp_path, m3l_env, "--unlock")  # SIGKILL leaves Snakemake's lock: its documented recovery
     snakemake(tmp_path, m3l_env, "--cores", "1", "results/benchmark.csv")

@@ -6,7 +6,7 @@ import sys
 import matplotlib
 import pandas as pd
 
-from m3l.atomic import atomic_write
+from m3l.atomic import atomic_write, remove_temporaries
 from m3l.tables import benchmark, benchmark_markdown, write_csv
 
 matplotlib.use("Agg")
@@ -17,6 +17,7 @@ models, inputs, output = snakemake.params.models, snakemake.input, snakemake.out
 table = benchmark({model: pd.read_csv(path) for model, path in zip(models, inputs)})
 write_csv(table, output.csv)
 
+remove_temporaries([output.md, output.png])  # what a killed earlier run left
 with atomic_write(output.md, "w") as f:  # complete or absent, even if the job is killed
     f.write(benchmark_markdown(table))
 
