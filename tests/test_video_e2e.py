@@ -65,7 +65,8 @@ def test_workflow_benchmarks_a_video_model_beside_an_image_model(m3l_env, tmp_pa
     from test_workflow import CONFIG, snakemake, workflow_config
 
     workflow_config(tmp_path, {"dncnn": {"model": "dncnn"}, "fastdvdnet": CONFIG["models"]["fastdvdnet"]})
-    snakemake(tmp_path, m3l_env, "--cores", "2", timeout=600)
+    snakemake(tmp_path, m3l_env, "--cores", "2", "results/benchmark.csv", "results/fastdvdnet/examples.png",
+              timeout=600)
     results = tmp_path / "results"
     per_clip = pd.read_csv(results / "fastdvdnet" / "per_image.csv")
     assert per_clip["frames"].tolist() == [10, 12, 8, 14]  # the embedded test clips
