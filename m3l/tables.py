@@ -40,23 +40,35 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 
 def benchmark(metrics) -> pd.DataFrame:
-    """``{model: summary table}`` to one row per model, with columns ``<dataset>/<degradation>/psnr``
-    and ``.../ssim`` in first-seen order (empty where a model lacks a pair)."""
+    """``{model: summary table}`` to one row per model, with columns ``<dataset>/<degradation>/psnr``,
+    ``.../ssim`` and, where measured, ``.../psnrb`` in first-seen order (empty where a model lacks a pair)."""
     cells = {}
     for model, frame in metrics.items():
-        for row in pd.DataFrame(frame).itertuples(index=False):
-            for metric in ("psnr", "ssim"):
-                cells.setdefault(f"{row.dataset}/{row.degradation}/{metric}", {})[model] = getattr(row, metric)
+        frame = pd.DataFrame(frame)
+        measured = [m for m in ("psnr", "ssim", "psnrb") if m in frame]
+        for row in frame.to_dict("records"):
+            for metric in measured:
+                cells.setdefault(f"{row['dataset']}/{row['degradation']}/{metric}", {})[model] = row[metric]
     table = pd.DataFrame(cells, index=pd.Index(list(metrics), name="model"))
     return table.reset_index()
 
 
 def benchmark_markdown(table: pd.DataFrame) -> str:
-    """The benchmark table in Markdown: a ``PSNR / SSIM`` cell per model and test set x degradation."""
+    """The benchmark table in Markdown: a ``PSNR / SSIM`` cell (``/ PSNR-B`` where measured) per model and
+    test set x degradation."""
     pairs = [c.removesuffix("/psnr") for c in table.columns if c.endswith("/psnr")]
     lines = ["| model | " + " | ".join(pairs) + " |", "|---|" + "---:|" * len(pairs)]
     for _, row in table.iterrows():
-        cells = [f"{row[p + '/psnr']:.2f} / {row[p + '/ssim']:.4f}" if pd.notna(row[p + "/psnr"]) else "–"
-                 for p in pairs]
+        cells = []
+        for p in pairs:
+            if pd.isna(row[p + "/psnr"]):
+                cells.append("–")
+                continue
+            cell = f"{row[p + '/psnr']:.2f} / {row[p + '/ssim']:.4f}"
+            if pd.notna(row.get(p + "/psnrb")):
+                cell += f" / {row[p + '/psnrb']:.2f}"
+            cells.append(cell)
         lines.append(f"| {row['model']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\nPSNR (dB) / SSIM, mean over each test set.\n"
+    psnrb = any(c.endswith("/psnrb") for c in table.columns)
+    return ("\n".join(lines) + "\n\nPSNR (dB) / SSIM" + (" / PSNR-B (dB, JPEG)" if psnrb else "")
+            + ", mean over each test set.\n")
