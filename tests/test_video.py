@@ -138,3 +138,22 @@ def test_video_model_configs_train_a_step_on_the_embedded_clips(model, small, tm
     module.log = lambda *a, **k: None
     module.training_step(batch, 0).backward()
     assert all(p.grad is not None for p in module.parameters())
+
+
+def test_a_clip_that_breaks_midway_leaves_no_output(tmp_path):
+    from m3l.video_serializer import VideoSerializer
+
+    write_clip(random_clip(9), tmp_path / "in" / "good")
+    write_clip(random_clip(9), tmp_path / "in" / "torn")
+    (tmp_path / "in" / "torn" / "00006.png").write_bytes(b"truncated")
+    module = VideoRestorationModule(PerFrame(DnCNN(channels=1, depth=2, width=4))).eval()
+    serializer = VideoSerializer(str(tmp_path / "out"))
+    serializer.on_predict_start(None, module)
+    with pytest.warns(UserWarning, match="skipping torn"), torch.no_grad():
+        for item in StreamedClips(list_clips(tmp_path / "in"), chunk=2, radius=0):
+            batch = collate_chunk(item)
+            serializer.write_on_batch_end(None, module, module.predict_step(batch, 0), None, batch, 0)
+    serializer.on_predict_end(None, module)
+    assert serializer.skipped == ["torn"] and [p.name for p in serializer.written] == ["good"]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["good"]  # no partial clip, no temporary folder
+    assert len(list((tmp_path / "out" / "good").iterdir())) == 9
