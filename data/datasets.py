@@ -7,6 +7,7 @@ Every item is a dict: ``input`` (the degraded image), ``target`` (the clean one,
 
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 
@@ -14,7 +15,28 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
+from m3l.errors import M3LError
 from m3l.imageio import read_image
+
+SIDE_FILE = "side.yaml"
+
+
+@functools.lru_cache(maxsize=256)
+def folder_side(folder: Path) -> dict:
+    """The side information a folder's ``side.yaml`` gives its images (``sigma: 25``, ``quality: 10``, in the
+    degradation configs' units), as tensors; ``{}`` without one."""
+    from omegaconf import OmegaConf
+
+    from m3l.data.degradations import side_from_config
+
+    path = folder / SIDE_FILE
+    if not path.is_file():
+        return {}
+    try:
+        values = OmegaConf.to_container(OmegaConf.load(path))
+        return side_from_config(values)
+    except Exception as error:  # a YAML error, a list, a non-number
+        raise M3LError(f"{path}: not a mapping of side information such as 'sigma: 25' ({error})") from None
 
 
 def relative_name(path: Path, root: Path) -> str:
@@ -73,7 +95,11 @@ class EvalDataset(Dataset):
 
 
 class CorrectDataset(Dataset):
-    """Images to correct, as they are (no degradation added). Unreadable files yield an ``error`` item."""
+    """Images to correct, as they are (no degradation added). Unreadable files yield an ``error`` item.
+
+    Side information: ``side`` (``data.correct_side``) for every image, overridden by a ``side.yaml`` in
+    an image's own folder (the workflow's degraded test sets carry one per degradation).
+    """
 
     def __init__(self, files: list[Path], root: Path, channels: int = 1, side: dict | None = None):
         self.files, self.root, self.channels = files, Path(root), channels
@@ -89,7 +115,7 @@ class CorrectDataset(Dataset):
             image = read_image(path, self.channels)
         except Exception as error:  # Pillow raises several types for bad files
             return {"path": name, "error": f"{type(error).__name__}: {error}"}
-        return {"input": image, "path": name, "side": dict(self.side)}
+        return {"input": image, "path": name, "side": {**self.side, **folder_side(path.parent)}}
 
 
 def collate(items: list[dict]) -> dict:

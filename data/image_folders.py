@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from m3l.data import embedded
-from m3l.data.datasets import CorrectDataset, EvalDataset, PatchDataset, collate, relative_name
+from m3l.data.datasets import CorrectDataset, EvalDataset, PatchDataset, collate, folder_side, relative_name
 from m3l.data.degradations import GaussianNoise, side_from_config
 from m3l.errors import M3LError
 from m3l.imageio import list_images, read_image
@@ -65,6 +65,8 @@ class FolderDataModule(pl.LightningDataModule):
         if self.predict_filter is not None:
             by_name = {relative_name(f, root): f for f in files}
             files = [by_name[name] for name in self.predict_filter(list(by_name))]
+        for folder in {f.parent for f in files}:
+            folder_side(folder)  # a bad side.yaml stops here, in one line, not in a loader worker
         self.predict_set = CorrectDataset(files, root, self.channels, self.correct_side)
 
     def _loader(self, dataset, batch_size: int = 1, persistent: bool = False) -> DataLoader:

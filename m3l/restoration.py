@@ -78,7 +78,8 @@ class RestorationModule(pl.LightningModule):
         if missing:
             name = sorted(missing)[0]
             raise M3LError(f"net {type(self.net).__name__} needs side information `{name}` that the data does not "
-                           f"give: use a degradation that produces it, or pass data.correct_side.{name}=VALUE")
+                           f"give: use a degradation that produces it, or pass data.correct_side.{name}=VALUE "
+                           f"(or write '{name}: VALUE' in a side.yaml beside the images)")
         if self.side_arguments is not None:
             side = {k: v for k, v in side.items() if k in self.side_arguments}
         if self.tiling is not None and not self.training:

@@ -74,6 +74,22 @@ def test_correct_dataset_reports_unreadable_files(tmp_path):
     assert batch["skipped"] == ["bad.png"]
 
 
+def test_a_side_file_gives_its_folder_side_information(tmp_path):
+    files = write_images(tmp_path, {"sigma15/a.png": (8, 8), "sigma50/b.png": (8, 8), "c.png": (8, 8)})
+    (tmp_path / "sigma15" / "side.yaml").write_text("sigma: 15\n")
+    (tmp_path / "sigma50" / "side.yaml").write_text("sigma: 50\nquality: 30\n")
+    data = CorrectDataset(files, tmp_path, side={"sigma": torch.tensor(25 / 255)})
+    assert data[0]["side"]["sigma"].item() == pytest.approx(15 / 255)
+    assert data[1]["side"]["sigma"].item() == pytest.approx(50 / 255)
+    assert data[1]["side"]["quality"].item() == pytest.approx(0.3)
+    assert data[2]["side"]["sigma"].item() == pytest.approx(25 / 255)  # no side file: data.correct_side
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "side.yaml").write_text("- 15\n")
+    bad = write_images(tmp_path, {"bad/d.png": (8, 8)})
+    with pytest.raises(M3LError, match="bad/side.yaml"):
+        CorrectDataset(bad, tmp_path)[0]
+
+
 def test_read_image_converts_modes(tmp_path):
     Image.new("RGBA", (4, 3), (255, 0, 0, 10)).save(tmp_path / "rgba.png")
     assert read_image(tmp_path / "rgba.png", 3).shape == (3, 3, 4)

@@ -240,3 +240,16 @@ def test_killed_training_resumes_from_its_last_checkpoint(m3l_env, tmp_path):
     final = torch.load(tmp_path / "results/m/train/checkpoints/last.ckpt", weights_only=True)
     assert final["epoch"] == 5 and final["global_step"] == 6 * 256 // 8
     assert (tmp_path / "results/m/model.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_a_noise_level_net_corrects_the_degraded_sets_with_their_side_file(m3l_env, tmp_path):
+    """FFDNet needs the noise level to correct: the degraded test set carries it in a side.yaml."""
+    workflow_config(tmp_path, {"ffdnet": {"model": "ffdnet"}})
+    snakemake(tmp_path, m3l_env, "--cores", "2", "results/ffdnet/corrected/small")
+    degraded = tmp_path / "results/ffdnet/degraded/small"
+    assert sorted(p.name for p in degraded.iterdir() if p.is_dir()) == ["sigma15", "sigma25", "sigma50"]
+    assert (degraded / "sigma50" / "side.yaml").read_text() == "sigma: 50\n"
+    corrected = tmp_path / "results/ffdnet/corrected/small"
+    assert sorted(p.relative_to(corrected).as_posix() for p in corrected.rglob("*.png")) == [
+        f"sigma{s}/{n}.png" for s in (15, 25, 50) for n in "ab"]

@@ -47,6 +47,10 @@ def test_ffdnet_needs_and_gets_its_noise_level(run_m3l, tmp_path):
                 f"serializer.root_dir=out{sigma}", f"data.correct_side.sigma={sigma}")
         outputs[sigma] = np.asarray(Image.open(tmp_path / f"out{sigma}" / "a.png"))
     assert outputs[5].shape == (21, 33) and not np.array_equal(outputs[5], outputs[50])
+    (tmp_path / "set" / "side.yaml").write_text("sigma: 50\n")  # as the workflow's degraded test sets carry
+    run_m3l("correct", "model=ffdnet", *net, *QUICK, "checkpoint=ffdnet.ckpt", "data.correct_dir=set",
+            "serializer.root_dir=out_side")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out_side" / "a.png")), outputs[50])
 
 
 def test_fbcnn_trains_with_its_quality_loss_and_corrects_blind(run_m3l, tmp_path):

@@ -9,6 +9,9 @@ from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 
 import m3l  # noqa: F401  (registers the m3l.* config resolvers)
+from m3l.atomic import atomic_write
+from m3l.data.datasets import SIDE_FILE
+from m3l.data.degradations import SIDE_SCALE
 from m3l.data.video import is_video, write_clip
 from m3l.imageio import write_png
 from m3l.run.common import register_search_path
@@ -34,3 +37,7 @@ for test_set in sets:
             path = out / item["degradation"] / Path(item["path"]).with_suffix(".png")
             write_png(item["input"].clamp(0, 1), path)
         print(path)
+        side = {k: round(float(v) * SIDE_SCALE[k], 4) for k, v in item["side"].items() if k in SIDE_SCALE}
+        if side and not (path.parent / SIDE_FILE).exists():
+            with atomic_write(path.parent / SIDE_FILE, "w") as f:
+                f.write("".join(f"{k}: {v:g}\n" for k, v in side.items()))
