@@ -37,7 +37,8 @@ for test_set in sets:
             path = out / item["degradation"] / Path(item["path"]).with_suffix(".png")
             write_png(item["input"].clamp(0, 1), path)
         print(path)
-        side = {k: round(float(v) * SIDE_SCALE[k], 4) for k, v in item["side"].items() if k in SIDE_SCALE}
+        side = {k: round(float(v) * SIDE_SCALE[k], 4) for k, v in item["side"].items()
+                if k in SIDE_SCALE and v.numel() == 1}  # clips: per-frame values, given by data.correct_side
         if side and not (path.parent / SIDE_FILE).exists():
             with atomic_write(path.parent / SIDE_FILE, "w") as f:
                 f.write("".join(f"{k}: {v:g}\n" for k, v in side.items()))
