@@ -135,8 +135,9 @@ def test_misspelt_key_lists_the_valid_keys(run_m3l):
 
 def test_value_of_the_wrong_type_says_what_is_expected(run_m3l):
     result = run_m3l("train", "model=dncnn", "seed=abc", "hydra.run.dir=run", check=False)
-    assert result.returncode != 0
-    assert result.stderr.splitlines()[-1] == "m3l train: seed=abc: a number is expected here (the config's value is 0)"
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == ("m3l train: error: seed=abc: a number is expected here "
+                                              "(the config's value is 0)")
 
 
 def test_override_hints_for_keys_and_types():

@@ -108,6 +108,15 @@ def run(task: Callable[[DictConfig], Any], cfg: DictConfig, name: str) -> Any:
         print(f"m3l {name}: error: cannot write {where}: {error.strerror}; the files written before are kept "
               f"(free space and rerun)", file=sys.stderr)
         raise SystemExit(2) from None
+    except Exception:  # deep in a library: when an override has the wrong type, say that instead of a traceback
+        from m3l.confighints import override_hints
+
+        hints = [] if os.environ.get("M3L_DEBUG") else override_hints(name, sys.argv[1:])
+        if not hints:
+            raise
+        for hint in hints:
+            print(f"m3l {name}: error: {hint}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def available(group: str) -> list[str]:
