@@ -119,11 +119,12 @@ class CorrectDataset(Dataset):
 
 
 def collate(items: list[dict]) -> dict:
-    """Batch items; an item that failed to load travels alone so it can be skipped with a warning."""
+    """Batch items (images or clips); items that failed to load (an ``error`` entry) are skipped with a
+    warning naming each, and listed under ``skipped`` when no item of the batch could be read."""
     good = [item for item in items if "error" not in item]
     for item in items:
         if "error" in item:
-            warnings.warn(f"skipping {item['path']}: not a readable image ({item['error']})", stacklevel=1)
+            warnings.warn(f"skipping {item['path']}: cannot be read ({item['error']})", stacklevel=1)
     if not good:
-        return {"path": [], "skipped": [item["path"] for item in items]}
+        return {"path": [item["path"] for item in items], "skipped": [item["path"] for item in items]}
     return default_collate(good)

@@ -45,7 +45,8 @@ def _files(source, what: str) -> tuple[list[Path], Path]:
 
 
 class FolderDataModule(pl.LightningDataModule):
-    """What m3l's folder data modules share: the image set to correct and the data loaders.
+    """What m3l's folder data modules share (images, paired images, clips): the data loaders and the
+    images to correct (the clip module streams its own).
 
     Subclasses set ``train_set``, ``val_set`` and ``test_sets_`` in ``setup`` and call
     :meth:`setup_predict` for the ``predict`` stage; they need ``correct_dir``, ``channels``,

@@ -13,17 +13,16 @@ over the dead-leaves images (training) and over scikit-image's photos (validatio
 
 from __future__ import annotations
 
-import os
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate, get_worker_info
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
+from m3l.data.datasets import collate
 from m3l.data.degradations import GaussianNoise, side_from_config
+from m3l.data.image_folders import FolderDataModule, default_workers
 from m3l.data.video import Clip, degrade_clip, embedded_clips, frame_rate, iter_frames, list_clips, read_clip, reflect_index
 from m3l.errors import M3LError
 from m3l.imageio import read_image
@@ -167,17 +166,6 @@ class StreamedClips(IterableDataset):
             start = end
 
 
-def collate(items: list[dict]) -> dict:
-    """Batch clips; a clip that failed to load travels alone so it can be skipped with a warning."""
-    good = [item for item in items if "error" not in item]
-    for item in items:
-        if "error" in item:
-            warnings.warn(f"skipping {item['path']}: not a readable clip ({item['error']})", stacklevel=1)
-    if not good:
-        return {"path": [item["path"] for item in items], "skipped": [item["path"] for item in items]}
-    return default_collate(good)
-
-
 def collate_chunk(item: dict) -> dict:
     """A streamed chunk as a batch of one (``frame_names`` stays a plain list)."""
     if "error" in item:
@@ -188,7 +176,7 @@ def collate_chunk(item: dict) -> dict:
     return batch
 
 
-class VideoFolderDataModule(pl.LightningDataModule):
+class VideoFolderDataModule(FolderDataModule):
     """Restoration data from clips: folders of frame folders and / or video files.
 
     Args:
@@ -221,7 +209,7 @@ class VideoFolderDataModule(pl.LightningDataModule):
         self.test_degradations = list(test_degradations or [self.degradation])
         self.per_clip, self.channels, self.frames, self.patch_size = per_clip, channels, frames, patch_size
         self.train_batch_size, self.crops_per_epoch, self.augment = train_batch_size, crops_per_epoch, augment
-        self.num_workers = max(0, min(4, (os.cpu_count() or 1) - 1)) if num_workers is None else num_workers
+        self.num_workers = default_workers() if num_workers is None else num_workers
         self.seed, self.chunk, self.synthetic = seed, chunk, dict(synthetic or {})
         self.correct_side = side_from_config(correct_side)
 
@@ -249,19 +237,6 @@ class VideoFolderDataModule(pl.LightningDataModule):
                 raise M3LError("data.correct_dir is not set: pass data.correct_dir=<folder of clips or a video file>")
             self.predict_set = StreamedClips(_clips(self.correct_dir, "data.correct_dir"), self.channels, self.chunk,
                                              self.frames // 2, self.correct_side)
-
-    def _loader(self, dataset, batch_size: int = 1, persistent: bool = False) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, num_workers=self.num_workers, collate_fn=collate,
-                          persistent_workers=persistent and self.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.train_batch_size, persistent=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, persistent=True)
-
-    def test_dataloader(self) -> list[DataLoader]:
-        return [self._loader(s) for s in self.test_sets_]
 
     def predict_dataloader(self) -> DataLoader:
         workers = min(self.num_workers, len(self.predict_set.clips))

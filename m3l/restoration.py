@@ -72,16 +72,20 @@ class RestorationModule(pl.LightningModule):
     def forward(self, x: torch.Tensor, **side) -> torch.Tensor:
         return self.net(x, **side)
 
-    def restore(self, batch: dict) -> torch.Tensor:
-        side = batch.get("side", {})
+    def net_side(self, side: dict) -> dict:
+        """The entries of ``side`` the net's ``forward`` takes; one line if it needs one that is missing."""
         missing = self.required_side - set(side)
         if missing:
             name = sorted(missing)[0]
             raise M3LError(f"net {type(self.net).__name__} needs side information `{name}` that the data does not "
                            f"give: use a degradation that produces it, or pass data.correct_side.{name}=VALUE "
                            f"(or write '{name}: VALUE' in a side.yaml beside the images)")
-        if self.side_arguments is not None:
-            side = {k: v for k, v in side.items() if k in self.side_arguments}
+        if self.side_arguments is None:
+            return dict(side)
+        return {k: v for k, v in side.items() if k in self.side_arguments}
+
+    def restore(self, batch: dict) -> torch.Tensor:
+        side = self.net_side(batch.get("side", {}))
         if self.tiling is not None and not self.training:
             return tiled(lambda x: self(x, **side), batch["input"], *self.tiling)
         return self(batch["input"], **side)
@@ -95,7 +99,8 @@ class RestorationModule(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        output, target = self.restore(batch), batch["target"]
+        # images (B, C, H, W); clips (B, T, C, H, W) are measured frame by frame
+        output, target = self.restore(batch).flatten(0, -4), batch["target"].flatten(0, -4)
         n = len(output)
         self.log("val/psnr", metrics.psnr(output, target).mean(), prog_bar=True, batch_size=n)
         self.log("val/ssim", metrics.ssim(output, target).mean(), batch_size=n)

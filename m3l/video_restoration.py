@@ -49,11 +49,7 @@ class VideoRestorationModule(RestorationModule):
     def restore_centres(self, clip: torch.Tensor, side: dict, centres: range) -> torch.Tensor:
         """The restored frames ``centres`` of ``clip`` ``(B, T, C, H, W)``, each from the window around it (which
         must lie inside the clip); side entries are per frame, ``(B, T, ...)``. Returns ``(B, len(centres), C, H, W)``."""
-        missing = self.required_side - set(side)
-        if missing:
-            name = sorted(missing)[0]
-            raise M3LError(f"net {type(self.net).__name__} needs side information `{name}` that the data does not "
-                           f"give: use a degradation that produces it, or pass data.correct_side.{name}=VALUE")
+        side = self.net_side(side)
         b, r = clip.shape[0], self.radius
         if centres and (centres[0] < r or centres[-1] + r >= clip.shape[1]):
             raise M3LError(f"the net sees {self.window} frames: data.frames must be at least {self.window}")
@@ -62,8 +58,7 @@ class VideoRestorationModule(RestorationModule):
         for first in range(0, len(centres), max(1, step)):
             part = centres[first:first + step]
             windows = torch.stack([clip[:, t - r:t + r + 1] for t in part], 1).flatten(0, 1)
-            frame_side = {k: v[:, list(part)].flatten(0, 1) for k, v in side.items()
-                          if self.side_arguments is None or k in self.side_arguments}
+            frame_side = {k: v[:, list(part)].flatten(0, 1) for k, v in side.items()}
             run = lambda x: self(x, **frame_side)  # noqa: E731
             if self.tiling is not None and not self.training:
                 out = tiled(run, windows, *self.tiling)
@@ -84,12 +79,6 @@ class VideoRestorationModule(RestorationModule):
         loss = self.loss(output.flatten(0, 1), batch["target"][:, r:clip.shape[1] - r].flatten(0, 1))
         self.log("train/loss", loss, prog_bar=True)
         return loss
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        output, target = self.restore(batch).flatten(0, 1), batch["target"].flatten(0, 1)
-        n = len(output)
-        self.log("val/psnr", metrics.psnr(output, target).mean(), prog_bar=True, batch_size=n)
-        self.log("val/ssim", metrics.ssim(output, target).mean(), batch_size=n)
 
     def on_test_epoch_start(self) -> None:
         self.test_rows, self.frame_rows = [], []
