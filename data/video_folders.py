@@ -235,8 +235,11 @@ class VideoFolderDataModule(FolderDataModule):
         if stage == "predict":
             if self.correct_dir is None:
                 raise M3LError("data.correct_dir is not set: pass data.correct_dir=<folder of clips or a video file>")
-            self.predict_set = StreamedClips(_clips(self.correct_dir, "data.correct_dir"), self.channels, self.chunk,
-                                             self.frames // 2, self.correct_side)
+            clips = _clips(self.correct_dir, "data.correct_dir")
+            if self.predict_filter is not None:  # resume: clips already corrected are not decoded again
+                keep = set(self.predict_filter([clip.name for clip in clips]))
+                clips = [clip for clip in clips if clip.name in keep]
+            self.predict_set = StreamedClips(clips, self.channels, self.chunk, self.frames // 2, self.correct_side)
 
     def predict_dataloader(self) -> DataLoader:
         workers = min(self.num_workers, len(self.predict_set.clips))

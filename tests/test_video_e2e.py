@@ -55,6 +55,22 @@ def test_train_test_correct_on_frame_folders_and_an_mp4(run_m3l, tmp_path):
     corrected = read_clip(out / "cam.mkv")
     assert corrected.shape == (6, 1, 32, 32) and frame_rate(Clip(out / "cam.mkv", "cam")) == Fraction(24)
 
+    # a rerun resumes: finished clips are skipped, a killed write's leftovers go, the missing clip is redone
+    stamp = (out / "cam.mkv").stat().st_mtime_ns
+    for frame in (out / "walk").iterdir():
+        frame.unlink()
+    (out / "walk").rmdir()
+    (out / ".walk.abcd1234.tmp").mkdir()
+    (out / ".walk.abcd1234.tmp" / "00000.png").write_bytes(b"half")
+    correct = ["model=fastdvdnet", *TINY_VIDEO, f"checkpoint={checkpoint}", f"data.correct_dir={tmp_path / 'clips'}",
+               "serializer.root_dir=out", "data.chunk=2", "hydra.run.dir=correct"]
+    result = run_m3l("correct", *correct)
+    assert "wrote 1 clips" in result.stdout and "skipped 2 already done" in result.stdout
+    assert (out / "cam.mkv").stat().st_mtime_ns == stamp and not (out / ".walk.abcd1234.tmp").exists()
+    assert len(list((out / "walk").iterdir())) == 7
+    result = run_m3l("correct", *correct, "serializer.overwrite=true")
+    assert "wrote 3 clips" in result.stdout and (out / "cam.mkv").stat().st_mtime_ns != stamp
+
     run_m3l("correct", "model=fastdvdnet", *TINY_VIDEO, f"checkpoint={checkpoint}",
             f"data.correct_dir={tmp_path / 'clips' / 'cam.mp4'}", "serializer.root_dir=one", "hydra.run.dir=one")
     assert torch.equal(read_clip(tmp_path / "one" / "cam.mkv"), corrected)  # chunking does not change the output
