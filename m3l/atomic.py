@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -69,11 +70,14 @@ def temporaries(paths: Iterable[str | os.PathLike]) -> list[Path]:
 
 
 def remove_temporaries(paths: Iterable[str | os.PathLike]) -> int:
-    """Remove what killed writes of ``paths`` left behind; returns how many files went.
+    """Remove what killed writes of ``paths`` left behind (files, or folders); returns how many went.
 
     Call it before writing ``paths`` again: never while another process writes the same outputs.
     """
     stale = temporaries(paths)
     for path in stale:
-        path.unlink(missing_ok=True)
+        if path.is_dir():  # a frame folder being written (m3l.data.video.ClipWriter)
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
     return len(stale)

@@ -57,7 +57,7 @@ class ImageSerializer(BasePredictionWriter):
         """
         outputs = [self.output_path(name) for name in names]
         remove_temporaries(outputs)
-        done = [False] * len(names) if self.overwrite else [out.is_file() for out in outputs]
+        done = [False] * len(names) if self.overwrite else [out.exists() for out in outputs]
         self.done = [name for name, finished in zip(names, done) if finished]
         return [name for name, finished in zip(names, done) if not finished]
 
@@ -83,11 +83,14 @@ class ImageSerializer(BasePredictionWriter):
             except OSError as error:
                 raise M3LError(f"cannot write {path}: {error.strerror or error}") from None
 
+    def wrote(self, seconds: float) -> str:
+        """What the summary says was written, and how fast."""
+        return (f"wrote {len(self.written)} images to {self.root_dir} in {seconds:.2f} s "
+                f"({len(self.written) / max(seconds, 1e-9):.3f} images/s)")
+
     def summary(self) -> str:
         """The closing line: how many were written, skipped as already done, and skipped as unreadable."""
-        seconds = time.perf_counter() - self.started
-        message = (f"wrote {len(self.written)} images to {self.root_dir} in {seconds:.2f} s "
-                   f"({len(self.written) / max(seconds, 1e-9):.3f} images/s)")
+        message = self.wrote(time.perf_counter() - self.started)
         if self.done:
             message += f"; skipped {len(self.done)} already done (serializer.overwrite=true redoes them)"
         if self.skipped:
