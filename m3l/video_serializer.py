@@ -11,7 +11,6 @@ partial output. A rerun resumes: :meth:`VideoSerializer.pending` drops the clips
 
 from __future__ import annotations
 
-import time
 import warnings
 from pathlib import Path
 
