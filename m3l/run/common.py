@@ -140,9 +140,9 @@ def build_module(cfg: DictConfig):
     from hydra.utils import instantiate
     from torch import nn
 
-    from m3l.restoration import RestorationModule
-
     from m3l.hub import load_pretrained, split_pretrained
+    from m3l.restoration import RestorationModule
+    from m3l.video_restoration import VideoRestorationModule
 
     net_cfg, pretrained = split_pretrained(OmegaConf.to_container(cfg.net, resolve=True), cfg.get("name"))
     net = instantiate(net_cfg, _convert_="all")
@@ -152,9 +152,9 @@ def build_module(cfg: DictConfig):
         return apply_speed_options(net, cfg)
     if not isinstance(net, nn.Module):
         raise M3LError(f"net: {cfg.net._target_} built a {type(net).__name__}, not an nn.Module or LightningModule")
-    if getattr(net, "frames", None) is not None:  # a video net: a window of frames in (m3l.models.video)
-        from m3l.video_restoration import VideoRestorationModule as RestorationModule
-    module = RestorationModule(net, loss=instantiate(cfg.loss), optimizer=instantiate(cfg.optimizer),
+    # a video net takes a window of frames (m3l.models.video); an image net, an image
+    wrapper = VideoRestorationModule if getattr(net, "frames", None) is not None else RestorationModule
+    module = wrapper(net, loss=instantiate(cfg.loss), optimizer=instantiate(cfg.optimizer),
                                scheduler=instantiate(cfg.scheduler), scheduler_interval=cfg.scheduler_interval,
                                metrics=OmegaConf.to_container(cfg.metrics) if cfg.get("metrics") else None)
     return apply_speed_options(module, cfg)
