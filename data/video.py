@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from m3l.atomic import discard, temporary
 from m3l.data.degradations import SIDE_SCALE, Compose
 from m3l.imageio import is_image, read_image, to_uint8, write_png
 
@@ -156,12 +156,7 @@ class ClipWriter:
         self.fps, self.codec, self.crf = Fraction(fps).limit_denominator(1001 * 1000), codec, crf
         self.count = 0
         self.container = self.stream = None
-        if self.video:
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-            os.close(fd)
-            self.tmp = Path(tmp)
-        else:
-            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent))
+        self.tmp = temporary(self.path, folder=not self.video)  # m3l.atomic's naming: a rerun clears it
 
     def _open(self, channels: int, height: int, width: int) -> None:
         import av
@@ -211,10 +206,7 @@ class ClipWriter:
             except Exception:  # noqa: BLE001 - the partial file is removed anyway
                 pass
             self.container = None
-        if self.tmp.is_dir():
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        else:
-            self.tmp.unlink(missing_ok=True)
+        discard(self.tmp)
 
 
 def write_clip(clip: torch.Tensor, path: str | os.PathLike, fps: Fraction | float = DEFAULT_FPS,

@@ -21,14 +21,39 @@ from pathlib import Path
 TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
 
 
-def _file_mode() -> int:
-    """The mode an ordinary new file gets (mkstemp makes 0600 files); read once, at import."""
+def _umask() -> int:
+    """The process's umask (mkstemp / mkdtemp make 0600 / 0700 entries); read once, at import."""
     umask = os.umask(0o022)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
 
 
-FILE_MODE = _file_mode()
+FILE_MODE = 0o666 & ~_umask()    # what an ordinary new file gets
+FOLDER_MODE = 0o777 & ~_umask()  # what an ordinary new folder gets
+
+
+def temporary(path: str | os.PathLike, folder: bool = False) -> Path:
+    """A new, empty temporary file (or folder) beside ``path``, named ``.NAME.XXXXXXXX.tmp`` so that
+    :func:`remove_temporaries` finds it if the write is killed, with an ordinary file's (folder's) mode."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if folder:
+        tmp = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.chmod(tmp, FOLDER_MODE)
+    else:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, FILE_MODE)
+        os.close(fd)
+    return Path(tmp)
+
+
+def discard(path: str | os.PathLike) -> None:
+    """Remove a temporary file or folder, if it is there."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -38,16 +63,13 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", **kwargs) -> Iterato
     ``mode`` and ``kwargs`` go to :func:`open` (``"w", newline=""`` for text). On any error the
     temporary file is removed and ``path`` keeps what it held before.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = temporary(path)
     try:
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, mode, **kwargs) as f:
+        with open(tmp, mode, **kwargs) as f:
             yield f
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        discard(tmp)
         raise
 
 
@@ -75,9 +97,6 @@ def remove_temporaries(paths: Iterable[str | os.PathLike]) -> int:
     Call it before writing ``paths`` again: never while another process writes the same outputs.
     """
     stale = temporaries(paths)
-    for path in stale:
-        if path.is_dir():  # a frame folder being written (m3l.data.video.ClipWriter)
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
+    for path in stale:  # files, and frame folders being written (m3l.data.video.ClipWriter)
+        discard(path)
     return len(stale)
