@@ -108,11 +108,16 @@ class RestorationModule(pl.LightningModule):
     def on_test_epoch_start(self) -> None:
         self.test_rows = []
 
-    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
-        output, target, degraded = self.restore(batch), batch["target"], batch["input"]
+    def measure(self, output: torch.Tensor, degraded: torch.Tensor, target: torch.Tensor) -> dict:
+        """The test columns, one value per image: the metrics of ``output`` and, as ``<name>_input``, of
+        ``degraded`` against ``target``."""
         measured = metrics.evaluate(output, target, self.metric_names, **self.metric_options)
         inputs = metrics.evaluate(degraded, target, self.metric_names, **self.metric_options)
-        columns = {**measured, **{f"{name}_input": values for name, values in inputs.items()}}
+        return {**measured, **{f"{name}_input": values for name, values in inputs.items()}}
+
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        output, target = self.restore(batch), batch["target"]
+        columns = self.measure(output, batch["input"], target)
         for i in range(len(output)):
             self.test_rows.append({
                 "dataset": batch["dataset"][i], "degradation": batch["degradation"][i], "image": batch["path"][i],

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import torch
 
-from m3l import metrics
 from m3l.errors import M3LError
 from m3l.restoration import RestorationModule, required_arguments
 from m3l.tiling import tiled
@@ -86,10 +85,8 @@ class VideoRestorationModule(RestorationModule):
     def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         output = self.restore(batch)
         for i in range(len(output)):
-            target, degraded = batch["target"][i], batch["input"][i]
-            measured = metrics.evaluate(output[i], target, self.metric_names, **self.metric_options)
-            inputs = metrics.evaluate(degraded, target, self.metric_names, **self.metric_options)
-            columns = {**measured, **{f"{name}_input": values for name, values in inputs.items()}}
+            target = batch["target"][i]
+            columns = self.measure(output[i], batch["input"][i], target)  # a value per frame
             about = {"dataset": batch["dataset"][i], "degradation": batch["degradation"][i], "image": batch["path"][i]}
             self.test_rows.append({**about, "frames": target.shape[0], "height": target.shape[-2],
                                    "width": target.shape[-1],
