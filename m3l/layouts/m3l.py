@@ -1,0 +1,30 @@
+"""m3l's own layout: a net's state dict (``python -m m3l.hub`` releases) or an m3l checkpoint (``net.*``)."""
+
+from __future__ import annotations
+
+import torch
+
+from m3l.layouts import Layout, register
+
+
+def strip_prefix(raw: dict) -> dict:
+    """The net's tensors of a bare state dict or of a Lightning checkpoint of RestorationModule (``net.*``)."""
+    state = raw.get("state_dict", raw)
+    state = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if state and all(k.startswith("net.") for k in state):
+        state = {k[len("net."):]: v for k, v in state.items()}
+    return state
+
+
+def is_m3l(raw: dict) -> bool:
+    """A checkpoint written by m3l.run.train (it records its config), or a file released by m3l.hub."""
+    return "m3l_config" in raw or raw.get("m3l_layout") == 1
+
+
+def convert(raw: dict) -> tuple[dict, dict]:
+    net_args = dict(raw.get("m3l_net_args") or {})
+    return strip_prefix(raw), net_args
+
+
+register(Layout(name="m3l", target="", description="m3l's checkpoints and released weights",
+                detect=is_m3l, convert=convert))
