@@ -68,3 +68,58 @@ def write_images(folder: Path, sizes: dict[str, tuple[int, int]], mode: str = "L
         Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(path)
         paths.append(path)
     return paths
+
+
+# The spandrel versions the authors'-weights tests were checked with (tests/test_authors_weights.py).
+SPANDREL = ("0.4", "0.5")
+
+
+def import_spandrel():
+    """``spandrel``, imported for tests only, or a pytest skip saying why.
+
+    ``import spandrel`` imports every architecture it ships, and two that m3l does not use (LaMa,
+    RestoreFormer) import ``torchvision.transforms.functional`` at module level. Where torchvision is
+    missing (it has no CPU-only build to install beside torch), a stub package with those names alone
+    (calling them raises) stands in while spandrel is imported, and is removed from ``sys.modules`` again.
+    """
+    import importlib.util
+    import types
+
+    if importlib.util.find_spec("spandrel") is None:
+        pytest.skip("spandrel is not installed (pip install --no-deps 'spandrel>=0.4,<0.5' safetensors einops)")
+    stubbed = []
+    if "spandrel" not in sys.modules and importlib.util.find_spec("torchvision") is None:
+        def missing(*args, **kwargs):
+            raise RuntimeError("torchvision stub (tests/conftest.py): not installed")
+
+        names = {"torchvision": {}, "torchvision.transforms": {},
+                 "torchvision.transforms.functional": {"InterpolationMode": type("InterpolationMode", (), {}),
+                                                       "rotate": missing, "normalize": missing}}
+        for name, attributes in names.items():
+            module = types.ModuleType(name)
+            module.__dict__.update(attributes)
+            sys.modules[name] = module
+            stubbed.append(name)
+        sys.modules["torchvision"].transforms = sys.modules["torchvision.transforms"]
+        sys.modules["torchvision.transforms"].functional = sys.modules["torchvision.transforms.functional"]
+    try:
+        import spandrel
+    finally:
+        for name in stubbed:
+            sys.modules.pop(name, None)
+    low, high = SPANDREL
+    version = tuple(int(part) for part in spandrel.__version__.split(".")[:2])
+    if not tuple(map(int, low.split("."))) <= version < tuple(map(int, high.split("."))):
+        pytest.skip(f"spandrel {spandrel.__version__} is outside the tested range >={low},<{high}")
+    return spandrel
+
+
+@pytest.fixture(scope="session")
+def spandrel_arch():
+    """``spandrel_arch(name)``: spandrel's package for architecture ``name`` (``"DRUNet"``, ``"FBCNN"``,
+    ``"NAFNet"``, ...), holding the authors' network class and spandrel's ``<name>Arch`` (its detect and load).
+    Skips when spandrel is not installed or not in the tested version range."""
+    import importlib
+
+    import_spandrel()
+    return lambda name: importlib.import_module(f"spandrel.architectures.{name}")
