@@ -5,7 +5,10 @@ A 4-level U-Net of residual blocks (no batch norm, no biases, ReLU): the image c
 noise-level map (``sigma`` on the [0, 1] scale, from ``batch["side"]["sigma"]``); at each level
 ``blocks`` residual blocks, then a 2x2 stride-2 convolution down; 2x2 transposed convolutions up; skips
 are added. Widths 64-128-256-512, 4 blocks: 32,638,656 parameters gray, 32,640,960 color (the paper's "32.64M").
-Sizes that are not multiples of 8 are padded by replication and cropped back.
+Sizes that are not multiples of 8 are padded by replication and cropped back (KAIR's ``test_pad``).
+It is the authors' network (``UNetRes`` of cszn/KAIR and cszn/DPIR, ``models/network_unet.py``, with
+the noise level map as its last input plane); their files load through ``net.pretrained=PATH`` (see
+m3l/layouts/drunet.py).
 """
 
 from __future__ import annotations

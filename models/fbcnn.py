@@ -4,15 +4,19 @@ A U-Net of residual blocks in three parts: the *decoupler* (encoder, as DRUNet's
 4 blocks a level, then 4 blocks at 512) whose deepest features feed the *quality-factor predictor* (4
 residual blocks, global pooling, a 3-layer MLP, sigmoid) and the *reconstructor* (4 blocks at 512, then
 per level a transposed conv up and 4 quality-factor attention blocks whose residual is modulated by
-``gamma`` / ``beta`` computed from an embedding of the quality factor). Color: about 71.9M parameters
-(the published model's size).
+``gamma`` / ``beta`` computed from an embedding of the quality factor). Color: 71,921,796 parameters
+(the published 71.92M). Sizes that are not multiples of 8 are padded by replication and cropped back.
+At the paper's size it is the authors' network (``models/network_fbcnn.py`` of jiaxi-jiang/FBCNN; their
+files load through ``net.pretrained=PATH``, see m3l/layouts/fbcnn.py).
 
 ``forward(x, quality=None)`` returns the restored image; the predicted quality factor (in [0, 1], the
-quality over 100) is kept in ``predicted_quality``. Blind (``blind=True``, the default): the embedding
-uses the predicted quality, and a quality given by the data (``batch["side"]["quality"]``) only trains
-the predictor through ``extra_loss`` (L1, weight ``quality_weight``), which RestorationModule adds to
-the loss. ``blind=False``: a given quality drives the embedding, so the user controls the trade-off
-between artifact removal and detail (``net.blind=false data.correct_side.quality=30``).
+quality over 100) is kept in ``predicted_quality``. As the authors', the predictor and the embedding
+work on the *compression level* ``1 - quality`` (their ``qf``: 0.9 for JPEG quality 10). Blind
+(``blind=True``, the default): the embedding uses the predicted level, and a quality given by the data
+(``batch["side"]["quality"]``) only trains the predictor through ``extra_loss`` (L1, weight
+``quality_weight``), which RestorationModule adds to the loss. ``blind=False``: a given quality drives
+the embedding (the authors' ``qf_input``), so the user controls the trade-off between artifact removal
+and detail (``net.blind=false data.correct_side.quality=30``).
 """
 
 from __future__ import annotations
@@ -67,10 +71,10 @@ class FBCNN(nn.Module):
         x, (h, w) = pad_to_multiple(x, self.multiple)
         skips = self.encoder(x)
         deep = self.body_encoder(skips[-1])
-        predicted = self.predictor(deep)  # (N, 1)
-        self.predicted_quality = predicted.detach().reshape(-1)
+        predicted = self.predictor(deep)  # (N, 1): the compression level 1 - quality
+        self.predicted_quality = 1 - predicted.detach().reshape(-1)
         given = None if quality is None else torch.as_tensor(quality, dtype=x.dtype, device=x.device).reshape(-1, 1)
-        given = None if given is None else given.expand(len(x), 1)
+        given = None if given is None else 1 - given.expand(len(x), 1)
         self.extra_loss = (self.quality_weight * F.l1_loss(predicted, given)
                            if self.training and given is not None else None)
         code = self.embed(predicted if self.blind or given is None else given)
