@@ -38,7 +38,7 @@ class QFAttention(nn.Module):
                                   nn.Conv2d(width, width, 3, padding=1, bias=bias))
 
     def forward(self, x: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
-        return x + gamma[..., None, None] * self.body(x) + beta[..., None, None]
+        return x + (gamma[..., None, None] * self.body(x) + beta[..., None, None])  # the authors' order
 
 
 class FBCNN(nn.Module):

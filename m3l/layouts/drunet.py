@@ -4,7 +4,8 @@ The authors' ``UNetRes`` keys: ``m_head``; ``m_down<l>.<i>.res.{0,2}`` (``blocks
 ``m_down<l>.<blocks>`` (the 2x2 stride-2 conv), l = 1..3; ``m_body.<i>.res.{0,2}``; ``m_up<l>.0`` (the 2x2
 transposed conv) then ``m_up<l>.<1..blocks>.res.{0,2}``; ``m_tail``. The input is the image and the noise
 level map (``channels + 1`` planes), as in :class:`m3l.models.drunet.DRUNet`; the released files have no
-biases. The encoder's names and :func:`check_fits` are shared with FBCNN's layout (m3l/layouts/fbcnn.py).
+biases. DPIR's ``drunet_deblocking_color.pth`` / ``_grayscale.pth`` are in this layout too, but their level
+map is ``1 - quality / 100`` of the JPEG input, not a noise level. The encoder's names and :func:`check_fits` are shared with FBCNN's layout (m3l/layouts/fbcnn.py).
 """
 
 from __future__ import annotations
