@@ -27,7 +27,9 @@ def read_checkpoint(path: str | Path, what: str = "checkpoint") -> dict:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise M3LError(f"{what} {path} holds objects other than tensors and plain containers; refused "
-                       f"to load it (weights_only): {str(error).splitlines()[0]}") from None
+                       f"to load it (weights_only): {str(error).splitlines()[0]}. If it is a pickled whole "
+                       f"module from a source you trust, convert it once, where its code imports: "
+                       f"torch.save(torch.load(FILE, weights_only=False).state_dict(), 'weights.pth')") from None
     except Exception as error:  # torch raises many types for truncated or foreign files
         raise M3LError(f"{what} {path} is not a readable PyTorch file (truncated or not a checkpoint): "
                        f"{str(error).splitlines()[0]}") from None

@@ -6,6 +6,8 @@ through the real download path (torch.hub.download_url_to_file) into a private T
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from hydra import compose, initialize_config_module
@@ -100,12 +102,74 @@ def test_unreachable_url_and_unsafe_files_are_one_line_errors(published, tmp_pat
         hub.load_pretrained(DnCNN(channels=1, depth=3, width=8, batch_norm=False), entry.name)
 
 
+# Layout names of the families whose converters live in other modules (m3l/layouts/<family>.py).
+OTHER_LAYOUTS = {"kair_drunet", "fbcnn", "basicsr_nafnet", "restormer", "fastdvdnet"}
+
+
 def test_the_table_is_complete():
+    from importlib.resources import files
+
+    from m3l import layouts
+
+    known = set(layouts.load_all()) | OTHER_LAYOUTS
+    models = {p.name[:-5] for p in (files("m3l.configs") / "model").iterdir()}
     for name, entry in hub.WEIGHTS.items():
-        assert name == f"{entry.model}_{entry.variant}" and len(entry.sha256) == 64
-        assert entry.url.startswith("https://") and entry.layout in hub.LAYOUTS and entry.metrics and entry.source
-    kair = hub.kair_dncnn({"model.0.weight": torch.zeros(1), "model.32.bias": torch.zeros(1)})
-    assert set(kair) == {"body.0.weight", "body.32.bias"}
+        assert name == f"{entry.model}_{entry.variant}" and entry.model in models
+        assert entry.sha256 is None or len(entry.sha256) == 64
+        assert entry.url.startswith("https://") and entry.layout in known and entry.source
+        assert not entry.protocol or entry.metrics  # a protocol measures published numbers
+        assert all(len(key.split("/")) == 3 for key in entry.metrics)
+    families = {entry.family if entry.family != "video" else "fastdvdnet" for entry in hub.WEIGHTS.values()}
+    assert families == {"dncnn", "ffdnet", "drunet", "fbcnn", "nafnet", "restormer", "fastdvdnet"}
+    assert all(callable(getattr(__import__("hubconf"), family)) for family in families)
+
+
+def test_an_unchecked_entry_records_its_first_download_and_checks_later_ones(published, tmp_path, capsys):
+    net, entry = published
+    unchecked = hub.Weights(**{**entry.__dict__, "sha256": None})
+    assert same_weights(hub.load_pretrained(DnCNN(**ARCH), unchecked), net)
+    record = tmp_path / "torch_home" / "hub" / "checkpoints" / hub.RECORDED
+    assert json.loads(record.read_text()) == {entry.url: entry.sha256}
+    assert f"recorded {entry.sha256}" in capsys.readouterr().out
+    cached = record.parent / "dncnn_tiny.pth"
+    cached.write_bytes(b"truncated")  # a damaged cache is downloaded again and checked against the record
+    assert same_weights(hub.load_pretrained(DnCNN(**ARCH), unchecked), net)
+    cached.unlink()
+    torch.save(DnCNN(**ARCH).state_dict(), tmp_path / "server" / "dncnn_tiny.pth")  # the server's file changed
+    with pytest.raises(M3LError, match="does not have the recorded .* sha256"):
+        hub.load_pretrained(DnCNN(**ARCH), unchecked)
+    assert not cached.exists()
+
+
+TINY_FAMILIES = {  # hubconf entry point: (net class, tiny architecture)
+    "dncnn": ("m3l.models.dncnn.DnCNN", ARCH),
+    "ffdnet": ("m3l.models.ffdnet.FFDNet", {"channels": 1, "depth": 3, "width": 4, "batch_norm": False}),
+    "drunet": ("m3l.models.drunet.DRUNet", {"channels": 1, "widths": [4, 8, 8, 8], "blocks": 1}),
+    "fbcnn": ("m3l.models.fbcnn.FBCNN", {"channels": 1, "widths": [4, 8, 8, 8], "blocks": 1, "embedding": 8}),
+    "nafnet": ("m3l.models.nafnet.NAFNet", {"channels": 3, "width": 4, "encoder_blocks": [1, 1], "middle_blocks": 1,
+                                            "decoder_blocks": [1, 1]}),
+    "restormer": ("m3l.models.restormer.Restormer", {"channels": 3, "width": 4, "num_blocks": [1, 1],
+                                                     "heads": [1, 1], "refinement_blocks": 1}),
+    "fastdvdnet": ("m3l.models.video.FastDVDnet", {"channels": 3, "widths": [4, 8, 8], "per_frame": 2}),
+}
+
+
+@pytest.mark.parametrize("family", sorted(TINY_FAMILIES))
+def test_torch_hub_load_every_family(family, tmp_path, monkeypatch):
+    import importlib
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    target, arch = TINY_FAMILIES[family]
+    module, _, name = target.rpartition(".")
+    torch.manual_seed(0)
+    net = getattr(importlib.import_module(module), name)(**arch).eval()
+    path = tmp_path / f"{family}.pth"
+    hub.write(hub.Converted("", "m3l", target, net.state_dict(), arch), path)
+    entry = hub.Weights(model=family, variant="tiny", url=path.as_uri(), sha256=None, target=target, net=arch)
+    monkeypatch.setattr(hub, "WEIGHTS", {entry.name: entry})
+    loaded = torch.hub.load(str(REPO), family, source="local", pretrained=True)
+    assert type(loaded).__name__ == name and not loaded.training and same_weights(loaded, net)
+    assert same_weights(torch.hub.load(str(REPO), family, source="local", pretrained=str(path)), net)
 
 
 def compose_train(overrides):
@@ -151,11 +215,13 @@ def test_pretrained_weights_are_one_override_for_test_and_export(run_m3l, tmp_pa
 def test_release_writes_the_net_weights_alone(published, tmp_path, capsys):
     net, _ = published
     checkpoint = {"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}, "epoch": 3,
-                  "optimizer_states": [{"lr": 0.1}], "m3l_config": {"name": "dncnn"}}
+                  "optimizer_states": [{"lr": 0.1}],
+                  "m3l_config": {"name": "dncnn", "net": {"_target_": "m3l.models.dncnn.DnCNN", **ARCH, "pretrained": None}}}
     torch.save(checkpoint, tmp_path / "best.ckpt")
     assert hub.main([str(tmp_path / "best.ckpt"), str(tmp_path / "release" / "w.pth")]) == 0
     weights = torch.load(tmp_path / "release" / "w.pth", weights_only=True)
-    assert weights.keys() == net.state_dict().keys()
+    assert weights["state_dict"].keys() == net.state_dict().keys() and weights["m3l_layout"] == 1
+    assert weights["m3l_target"] == "m3l.models.dncnn.DnCNN" and weights["m3l_net_args"]["depth"] == 3
     assert f"sha256: {hub.sha256(tmp_path / 'release' / 'w.pth')}" in capsys.readouterr().out
     assert same_weights(hub.load_pretrained(DnCNN(**ARCH), tmp_path / "release" / "w.pth"), net)
     assert hub.main([str(tmp_path / "missing.ckpt"), str(tmp_path / "x.pth")]) == 2

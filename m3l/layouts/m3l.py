@@ -22,8 +22,14 @@ def is_m3l(raw: dict) -> bool:
 
 
 def convert(raw: dict) -> tuple[dict, dict]:
-    net_args = dict(raw.get("m3l_net_args") or {})
-    return strip_prefix(raw), net_args
+    """The net's tensors and its architecture arguments, with ``_target_`` (its class) where the file says it:
+    a release records ``m3l_target`` and ``m3l_net_args``, a checkpoint its whole config (``m3l_config``)."""
+    net = dict((raw.get("m3l_config") or {}).get("net") or {})
+    net.pop("pretrained", None)
+    net.update(raw.get("m3l_net_args") or {})
+    if raw.get("m3l_target"):
+        net["_target_"] = raw["m3l_target"]
+    return strip_prefix(raw), net
 
 
 register(Layout(name="m3l", target="", description="m3l's checkpoints and released weights",

@@ -147,7 +147,7 @@ def build_module(cfg: DictConfig):
     net_cfg, pretrained = split_pretrained(OmegaConf.to_container(cfg.net, resolve=True), cfg.get("name"))
     net = instantiate(net_cfg, _convert_="all")
     if pretrained is not None:  # net.pretrained=true|NAME|PATH (see m3l.hub)
-        load_pretrained(net, pretrained)
+        load_pretrained(net, pretrained, net_args=net_cfg)
     if isinstance(net, pl.LightningModule):
         return apply_speed_options(net, cfg)
     if not isinstance(net, nn.Module):
