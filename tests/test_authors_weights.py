@@ -49,6 +49,40 @@ def pad8(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
     return F.pad(x, (0, -w % 8, 0, -h % 8), mode="replicate"), (h, w)
 
 
+# ----------------------------------------------------------------------------------------------------- DnCNN
+# KAIR's DnCNN (models/network_dncnn.py, act_mode="R": batch norm merged, as in dncnn_25.pth); spandrel's
+# DnCNN is the same class.
+
+def dncnn_pair(spandrel_arch, tmp_path, channels, nb, nc):
+    torch.manual_seed(0)
+    authors = spandrel_arch("DnCNN").DnCNN(in_nc=channels, out_nc=channels, nc=nc, nb=nb, act_mode="R").eval()
+    path = save_as_the_authors(authors, tmp_path / "dncnn.pth")
+    net, net_args = load_as_m3l(path, "kair_dncnn")
+    return authors, net, net_args, path
+
+
+def dncnn_diff(authors, net, channels, size) -> float:
+    x = torch.rand(1, channels, *size)
+    with torch.no_grad():
+        expected, got = authors(x), net(x)
+    assert (expected - x).abs().max() > 0.01  # the net does something
+    return (got - expected).abs().max().item()
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_dncnn_equals_kair_network(spandrel_arch, tmp_path, channels):
+    authors, net, net_args, _ = dncnn_pair(spandrel_arch, tmp_path, channels, 4, 8)
+    assert net_args == {"channels": channels, "depth": 4, "width": 8, "batch_norm": False}
+    assert dncnn_diff(authors, net, channels, (37, 45)) < TOLERANCE
+
+
+def test_dncnn_equals_kair_network_at_paper_size(spandrel_arch, tmp_path):
+    authors, net, net_args, path = dncnn_pair(spandrel_arch, tmp_path, 1, 17, 64)
+    assert net_args == {"channels": 1, "depth": 17, "width": 64, "batch_norm": False}
+    assert dncnn_diff(authors, net, 1, (37, 45)) < TOLERANCE
+    assert layouts_detecting(path) == ["kair_dncnn"]
+
+
 # ---------------------------------------------------------------------------------------------------- DRUNet
 # KAIR's / DPIR's UNetRes (models/network_unet.py); spandrel's DRUNet is the same class.
 
