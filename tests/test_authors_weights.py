@@ -10,11 +10,14 @@ other, and a file that does not fit says which key and shape in one line.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 import m3l.layouts
+from conftest import write_images
 from m3l.errors import M3LError
 
 TOLERANCE = 1e-5
@@ -40,6 +43,21 @@ def load_as_m3l(path, expected_layout: str):
 def layouts_detecting(path) -> list[str]:
     raw = m3l.layouts.read(path)
     return [layout.name for layout in m3l.layouts.load_all().values() if layout.detect(raw)]
+
+
+def correct_with_the_authors_file(run_m3l, tmp_path, model: str, path, *overrides: str) -> tuple[np.ndarray, torch.Tensor]:
+    """``python -m m3l.run.correct model=MODEL net.pretrained=PATH`` on one gray image of an odd size: the
+    corrected image, and the input as the authors' scripts read it (``(1, 1, H, W)`` in [0, 1])."""
+    image, = write_images(tmp_path / "in", {"x.png": (45, 37)})
+    run_m3l("correct", f"model={model}", f"net.pretrained={path}", "data.correct_dir=in", "serializer.root_dir=out",
+            "data.num_workers=0", "trainer.enable_progress_bar=false", *overrides)
+    x = torch.from_numpy(np.array(Image.open(image))).float().div(255)[None, None]
+    return np.asarray(Image.open(tmp_path / "out" / "x.png")), x
+
+
+def uint8(y: torch.Tensor) -> np.ndarray:
+    """The authors' ``util.tensor2uint``: clamp to [0, 1], times 255, rounded."""
+    return y.squeeze().clamp(0, 1).mul(255).round().byte().numpy()
 
 
 def pad8(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -150,6 +168,19 @@ def test_drunet_file_that_does_not_fit_names_the_key_and_shape(spandrel_arch, tm
         m3l.layouts.convert(tmp_path / "extra.pth")
 
 
+@pytest.mark.slow
+def test_drunet_corrects_with_the_released_file_as_the_authors_network(spandrel_arch, tmp_path, run_m3l):
+    """The user's command on a KAIR file: the net's arguments come from the file (model=drunet's config
+    differs), the noise level from data.correct_side.sigma (0-255)."""
+    authors, _, _, path = drunet_pair(spandrel_arch, tmp_path, 1, (8, 16, 32, 64), 2)
+    corrected, x = correct_with_the_authors_file(run_m3l, tmp_path, "drunet", path, "data.correct_side.sigma=25")
+    with torch.no_grad():
+        padded, (h, w) = pad8(torch.cat([x, torch.full_like(x, 25 / 255)], 1))
+        expected = uint8(authors(padded)[..., :h, :w])
+    assert corrected.shape == expected.shape == (37, 45)
+    assert np.abs(corrected.astype(int) - expected).max() <= 1 and (corrected == expected).mean() > 0.99
+
+
 # ----------------------------------------------------------------------------------------------------- FBCNN
 # jiaxi-jiang/FBCNN's models/network_fbcnn.py; spandrel's FBCNN is the same class. Its quality-factor
 # predictor and embedding are 512 wide whatever ``nc``, so the tiny nets keep 512 channels at the bottom.
@@ -211,3 +242,22 @@ def test_fbcnn_file_that_does_not_fit_names_the_key_and_shape(spandrel_arch, tmp
     torch.save(state, tmp_path / "incomplete.pth")
     with pytest.raises(M3LError, match=r"fbcnn: the file lacks key qf_embed\.2\.bias of FBCNN"):
         m3l.layouts.convert(tmp_path / "incomplete.pth")
+
+
+@pytest.mark.slow
+def test_fbcnn_corrects_with_the_released_file_at_a_given_quality_as_the_authors_network(spandrel_arch, tmp_path,
+                                                                                        run_m3l):
+    """The user's command with the quality set by hand (0-100): the authors' ``qf_input`` is 1 - quality / 100."""
+    torch.manual_seed(0)
+    authors = spandrel_arch("FBCNN").FBCNN(in_nc=1, out_nc=1, nc=[8, 16, 32, 512], nb=1).eval()
+    for name, parameter in authors.named_parameters():  # make the quality matter more than default init does
+        if name.startswith(("qf_embed", "to_beta")):
+            torch.nn.init.normal_(parameter, std=0.3)
+    path = save_as_the_authors(authors, tmp_path / "fbcnn.pth")
+    corrected, x = correct_with_the_authors_file(run_m3l, tmp_path, "fbcnn", path, "net.blind=false",
+                                                 "data.correct_side.quality=30")
+    with torch.no_grad():
+        expected = uint8(authors(x, torch.tensor([[0.7]]))[0])
+        inverted = uint8(authors(x, torch.tensor([[0.3]]))[0])  # quality / 100 taken for the authors' qf
+    assert np.abs(corrected.astype(int) - expected).max() <= 1 and (corrected == expected).mean() > 0.99
+    assert (np.abs(corrected.astype(int) - inverted) > 1).mean() > 0.1  # which would be seen
