@@ -530,11 +530,12 @@ def main(argv: list[str] | None = None) -> int:
                                    "KAIR, BasicSR, ...), m3l checkpoints"),
                        ("release", "a checkpoint written by m3l.run.train (or a state dict), for the weights table")):
         command = commands.add_parser(name, help=help)
-        command.add_argument("file", help="the weights file or checkpoint to read")
+        command.add_argument("file", help="the weights file or checkpoint to read, or the name of a WEIGHTS entry")
         command.add_argument("out", help="the weights file to write (.pth)")
     args = parser.parse_args(argv)
     try:
-        converted = convert_file(args.file)
+        entry = WEIGHTS.get(args.file)  # an entry's name: its file, downloaded and checked
+        converted = convert_file(download(entry), entry.target, entry.layout) if entry else convert_file(args.file)
         digest = write(converted, args.out)
     except M3LError as error:
         print(f"m3l.hub: error: {error}", file=sys.stderr)

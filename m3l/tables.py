@@ -53,6 +53,23 @@ def benchmark(metrics) -> pd.DataFrame:
     return table.reset_index()
 
 
+def published_markdown(table: pd.DataFrame, published: dict[str, dict]) -> str:
+    """The benchmark's numbers next to the published ones (``{model: {"set/degradation/metric": value}}``, the
+    weights table's ``metrics``): a Markdown table with a row per published number the benchmark measured,
+    or ``""`` when there is none."""
+    lines = []
+    for _, row in table.iterrows():
+        for key, value in published.get(row["model"], {}).items():
+            if key in row and pd.notna(row[key]):
+                digits = 4 if key.endswith("/ssim") else 2
+                lines.append(f"| {row['model']} | {key} | {row[key]:.{digits}f} | {value:.{digits}f} | "
+                             f"{row[key] - value:+.{digits}f} |")
+    if not lines:
+        return ""
+    return ("\nThe released weights next to their published results:\n\n| model | test set / degradation / metric "
+            "| measured | published | delta |\n|---|---|---:|---:|---:|\n" + "\n".join(lines) + "\n")
+
+
 def benchmark_markdown(table: pd.DataFrame) -> str:
     """The benchmark table in Markdown: a ``PSNR / SSIM`` cell (``/ PSNR-B`` where measured) per model and
     test set x degradation."""

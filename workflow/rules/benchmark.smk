@@ -23,6 +23,7 @@ rule benchmark:
         "results/benchmark.log",
     params:
         models=MODELS,
+        weights={m: config["models"][m].get("weights") for m in MODELS},
     script:
         "../scripts/benchmark.py"
 

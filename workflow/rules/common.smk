@@ -13,7 +13,15 @@ if config["preset"] not in config["presets"]:
         f"preset: unknown preset {config['preset']!r}; choose one of {', '.join(config['presets'])}"
     )
 PRESET = config["presets"][config["preset"]]
-MODELS = list(config["models"])
+# published: models start from their released `weights`, untrained (those without are left out)
+PUBLISHED = PRESET.get("published", False)
+MODELS = [
+    m for m in config["models"] if not PUBLISHED or config["models"][m].get("weights")
+]
+if not MODELS:
+    fail(
+        f"models: the {config['preset']} preset tests released weights: give a model `weights: ENTRY|FILE`"
+    )
 TEST_SETS = config.get("test_sets") or PRESET["test_sets"]
 DEGRADATIONS = config.get("degradations") or PRESET.get("degradations")
 DATA_ROOT = config.get("data_root")
@@ -81,6 +89,9 @@ def overrides(model, task):
                 "++trainer.plugins=[{_target_:lightning_fabric.plugins.environments.LightningEnvironment}]",
             ]
     else:
+        # the converted weights carry the architecture: net.pretrained applies it
+        if PUBLISHED:
+            args.append(f"net.pretrained=results/{model}/model.ckpt")
         test_sets = model_test_sets(model)
         if any(test_sets.values()):
             args.append(f"data.test_sets={hydra_value(test_sets)}")

@@ -7,7 +7,8 @@ import matplotlib
 import pandas as pd
 
 from m3l.atomic import atomic_write, remove_temporaries
-from m3l.tables import benchmark, benchmark_markdown, write_csv
+from m3l.hub import WEIGHTS
+from m3l.tables import benchmark, benchmark_markdown, published_markdown, write_csv
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -19,7 +20,9 @@ write_csv(table, output.csv)
 
 remove_temporaries([output.md, output.png])  # what a killed earlier run left
 with atomic_write(output.md, "w") as f:  # complete or absent, even if the job is killed
-    f.write(benchmark_markdown(table))
+    # where a model's `weights` are an entry of the weights table: its published numbers and the delta
+    published = {m: WEIGHTS[w].metrics for m, w in snakemake.params.weights.items() if w in WEIGHTS}  # noqa: F821
+    f.write(benchmark_markdown(table) + published_markdown(table, published))
 
 psnr = table.set_index("model")[[c for c in table.columns if c.endswith("/psnr")]]
 psnr.columns = [c.removesuffix("/psnr") for c in psnr.columns]
