@@ -453,7 +453,12 @@ def load_pretrained(net: nn.Module, pretrained: str | os.PathLike | Weights | Co
                                pretrained.state, pretrained.net_args)
     elif not isinstance(pretrained, Converted):
         pretrained = convert_file(pretrained, class_name(net))
-    return load_into(net, pretrained.state, pretrained.source, net_args)
+    what = pretrained.source
+    if not pretrained.layout and misfit(net, pretrained.state, net_args):  # a bare state dict of another net
+        from m3l.layouts import LAYOUTS
+
+        what += f" (in none of the layouts m3l knows: {', '.join(LAYOUTS)})"
+    return load_into(net, pretrained.state, what, net_args)
 
 
 def split_pretrained(net_cfg: dict, model: str | None = None) -> tuple[dict, Weights | Converted | None]:
