@@ -8,7 +8,7 @@ measured | published | delta for each published number (test set / degradation /
     python benchmarks/published.py --data-root ../shared/data --weights ../shared/weights [--only dncnn_sigma15]
 
 Writes ``benchmarks/results/published.csv`` (rewritten after each entry, so a long run keeps what it
-measured) and keeps each run's folder under ``benchmarks/results/published/<entry>/``.
+measured; with ``--only``, the other entries' rows are kept) and keeps each run's folder under ``benchmarks/results/published/<entry>/``.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def missing_sets(entry: hub.Weights, data_root: Path) -> list[str]:
 
 
 def measure(entry: hub.Weights, path: Path, data_root: Path, run_dir: Path) -> pd.DataFrame:
-    overrides = [o.format(data_root=data_root) for o in entry.protocol]
+    overrides = [o.replace("{data_root}", str(data_root)) for o in entry.protocol]
     command = [sys.executable, "-m", "m3l.run.test", f"model={entry.model}", f'net.pretrained="{path}"',
                *overrides, f"hydra.run.dir={run_dir}", "trainer.enable_progress_bar=false", "data.num_workers=0"]
     print("$", " ".join(command[1:]), flush=True)
@@ -73,7 +73,10 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, required=True)
     parser.add_argument("--only", nargs="*", help="entry names (m3l/hub.py WEIGHTS)")
     args = parser.parse_args()
-    rows, out = [], RESULTS / "published.csv"
+    out = RESULTS / "published.csv"
+    rerun = {e.name for e in hub.WEIGHTS.values() if not args.only or e.name in args.only}
+    kept = pd.read_csv(out) if out.is_file() else pd.DataFrame(columns=["entry"])
+    rows = kept[~kept.entry.isin(rerun)].to_dict("records")  # --only: the other entries' rows stay
     for entry in hub.WEIGHTS.values():
         if args.only and entry.name not in args.only or not entry.protocol or not entry.metrics:
             continue

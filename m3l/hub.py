@@ -87,7 +87,9 @@ def sigma(value: int) -> tuple:
     return (*GRAY_DENOISING, "data.test_degradations=null", f"degradation@data.degradation=sigma{value}")
 
 
-JPEG_GRAY = ("data_root={data_root}", "data.test_sets={live1:{data_root}/live1_gray,classic5:{data_root}/classic5}",
+NOISE_TESTS = ("data.test_degradations=[" + ",".join(
+    "{_target_:m3l.data.degradations.GaussianNoise,sigma:%d}" % s for s in (15, 25, 50)) + "]")
+JPEG_GRAY = ("data.test_sets={live1:{data_root}/live1_gray,classic5:{data_root}/classic5}",
              "data.test_degradations=[{_target_:m3l.data.degradations.JPEG,quality:10},"
              "{_target_:m3l.data.degradations.JPEG,quality:20},{_target_:m3l.data.degradations.JPEG,quality:30},"
              "{_target_:m3l.data.degradations.JPEG,quality:40}]", "metrics.psnrb=true")
@@ -166,10 +168,7 @@ WEIGHTS: dict[str, Weights] = {w.name: w for w in [
             sha256="57db5437a44037e7675a99042fe7b14d3dcdf1c333d3ec665855566e8a59795c",
             target="m3l.models.dncnn.DnCNN", net={**COLOR, **DNCNN_20}, layout="matconvnet_dncnn",
             metrics=rows({"cbsd68": noise((33.89, 31.23, 27.92))}),
-            protocol=("data_root={data_root}", "data.test_sets={cbsd68:{data_root}/cbsd68}",
-                      "data.test_degradations=[{_target_:m3l.data.degradations.GaussianNoise,sigma:15},"
-                      "{_target_:m3l.data.degradations.GaussianNoise,sigma:25},"
-                      "{_target_:m3l.data.degradations.GaussianNoise,sigma:50}]"), source=DNCNN_SRC),
+            protocol=("data.test_sets={cbsd68:{data_root}/cbsd68}", NOISE_TESTS), source=DNCNN_SRC),
     Weights(model="dncnn_color", variant="kair_blind", url=KAIR + "dncnn_color_blind.pth", sha256=None,
             target="m3l.models.dncnn.DnCNN", net={**COLOR, **DNCNN_20}, layout="kair_dncnn",
             metrics=rows({"cbsd68": noise((33.89, 31.23, 27.92))}), source=DNCNN_KAIR_SRC),
@@ -195,7 +194,7 @@ WEIGHTS: dict[str, Weights] = {w.name: w for w in [
             sha256="a4b5a9da21294ab9ba6ed5c6cc459c46dff20c025eb7d3ab82e8e0bb00541793",
             target="m3l.models.ffdnet.FFDNet", net={**COLOR, "depth": 12, "width": 96}, layout="matconvnet_ffdnet",
             metrics=rows({"cbsd68": noise((33.87, 31.21, 27.96))}),
-            protocol=("data_root={data_root}", "data.channels=3", "data.test_sets={cbsd68:{data_root}/cbsd68}"),
+            protocol=("data.channels=3", "data.test_sets={cbsd68:{data_root}/cbsd68}"),
             source=FFDNET_SRC),
     Weights(model="ffdnet", variant="kair_gray", url=KAIR + "ffdnet_gray.pth", sha256=None,
             target="m3l.models.ffdnet.FFDNet", net={**GRAY, "depth": 15, "width": 64}, layout="kair_ffdnet",
