@@ -491,6 +491,9 @@ def split_pretrained(net_cfg: dict, model: str | None = None) -> tuple[dict, Wei
                        f"{target}; use {model_for(file_target)}")
     args = pretrained.net if isinstance(pretrained, Weights) else pretrained.net_args
     changed = {k: v for k, v in args.items() if net_cfg.get(k) != v}
+    if "channels" in changed and "channels" in net_cfg:  # the net's channels are the data's (${data.channels})
+        raise M3LError(f"net.pretrained: {what} is for {args['channels']}-channel images, the data has "
+                       f"{net_cfg['channels']}: pass data.channels={args['channels']}")
     if changed:
         print(f"pretrained {what}; using " + " ".join(override(k, v) for k, v in changed.items()))
     return {**net_cfg, **args}, pretrained

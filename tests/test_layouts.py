@@ -199,6 +199,11 @@ def test_one_line_errors_name_the_file_and_what_fits(tmp_path):
                                        r".*use model=ffdnet"):
         build_module(compose_test(["model=dncnn", f"net.pretrained={tmp_path / 'FFDNet_gray.mat'}"]))
 
+    write_mat(tmp_path / "gray.mat", dncnn_layers(rng, 1, depth=3, width=4))
+    with pytest.raises(M3LError, match="gray.mat: matconvnet_dncnn is for 1-channel images, the data has 3: pass "
+                                       "data.channels=1"):
+        build_module(compose_test(["model=dncnn_color", f"net.pretrained={tmp_path / 'gray.mat'}"]))
+
     torch.save({"weights": [1, 2, 3]}, tmp_path / "foreign.pth")
     with pytest.raises(M3LError, match="in no layout m3l knows; known layouts: m3l .*matconvnet_dncnn .*kair_ffdnet"):
         hub.convert_file(tmp_path / "foreign.pth")
