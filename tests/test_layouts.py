@@ -192,6 +192,33 @@ def test_kair_layouts_and_their_architecture(tmp_path):
         "channels": 3, "depth": 5, "width": 4, "batch_norm": False}
 
 
+def kair_ffdnet_forward(state: dict, x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """KAIR's FFDNet (models/network_ffdnet.py) from its definition: its own pixel_unshuffle (a view and a
+    permute), the noise map appended, model.<i> convolutions with ReLUs between, PixelShuffle."""
+    n, c, h, w = x.shape
+    sub = x.view(n, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(n, 4 * c, h // 2, w // 2)
+    y = torch.cat([sub, torch.full((n, 1, h // 2, w // 2), sigma)], 1)
+    convs = sorted({int(k.split(".")[1]) for k in state})
+    for i in convs:
+        y = F.conv2d(y, state[f"model.{i}.weight"], state[f"model.{i}.bias"], padding=1)
+        y = F.relu(y) if i != convs[-1] else y
+    return F.pixel_shuffle(y, 2)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_kair_ffdnet_is_kairs_network(tmp_path, channels):
+    torch.manual_seed(channels)
+    net = FFDNet(channels=channels, depth=4, width=6, batch_norm=False)
+    state = {k.replace("body.", "model.", 1): v for k, v in net.state_dict().items()}
+    torch.save(state, tmp_path / "ffdnet_color.pth")
+    converted = hub.convert_file(tmp_path / "ffdnet_color.pth")
+    ours = FFDNet(**converted.net_args).eval()
+    ours.load_state_dict(converted.state)
+    x = torch.rand(2, channels, 10, 14)
+    with torch.no_grad():
+        assert torch.allclose(ours(x, torch.tensor([0.1, 0.1])), kair_ffdnet_forward(state, x, 0.1), atol=1e-6)
+
+
 def test_one_line_errors_name_the_file_and_what_fits(tmp_path):
     rng = np.random.default_rng(0)
     write_mat(tmp_path / "FFDNet_gray.mat", ffdnet_layers(rng, 1, depth=3, width=4))
