@@ -252,7 +252,8 @@ WEIGHTS: dict[str, Weights] = {w.name: w for w in [
             sha256=None, target="m3l.models.restormer.Restormer", net={"channels": 1, **RESTORMER_ARCH},
             layout="restormer", metrics=rows({"set12": noise((33.35, 31.04, 28.01)),
                                              "bsd68": noise((31.95, 29.51, 26.62))}),
-            protocol=GRAY_DENOISING, source=RESTORMER_SRC),
+            protocol=("data.channels=1", "data.test_sets={set12:{data_root}/set12,bsd68:{data_root}/bsd68}",
+                      NOISE_TESTS), source=RESTORMER_SRC),  # preset=paper is Restormer's GoPro protocol
     Weights(model="restormer", variant="gaussian_color_blind", url=RESTORMER + "gaussian_color_denoising_blind.pth",
             sha256=None, target="m3l.models.restormer.Restormer", net={"channels": 3, **RESTORMER_ARCH},
             layout="restormer", metrics=rows({"cbsd68": noise((34.39, 31.78, 28.59))}), source=RESTORMER_SRC),

@@ -1,5 +1,6 @@
 """preset=paper picks each model's own published protocol (configs/protocol/paper/<model>.yaml)."""
 
+import pandas as pd
 import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
@@ -68,3 +69,61 @@ def test_a_user_config_adds_a_paper_protocol_for_its_own_model(tmp_path):
         "# @package _global_\ndata:\n  train_dir: ${data_root}/mine\ntrainer:\n  max_epochs: 7\n")
     _, cfg = compose_train(["model=mine", "preset=paper", "data_root=/s"])
     assert cfg.data.train_dir == "/s/mine" and cfg.trainer.max_epochs == 7
+
+
+# Scaled down: the same protocol (its data folders, loss, optimizer, schedule, test sets and degradations), with
+# the smallest nets, 2 patches of 32 px a step and 1-2 steps.
+SHRINK = {
+    "dncnn": ["net.depth=3", "net.width=8", "trainer.max_epochs=1"],
+    "ffdnet": ["net.depth=3", "net.width=8", "trainer.max_steps=2"],
+    "drunet": ["net.widths=[4,8,8,8]", "net.blocks=1", "trainer.max_steps=2"],
+    "arcnn": ["net.widths=[4,4,4]", "trainer.max_steps=2"],
+    "fbcnn": ["net.widths=[4,8,8,8]", "net.blocks=1", "net.embedding=8", "trainer.max_steps=2"],
+    "nafnet": ["net.width=8", "net.encoder_blocks=[1,1,1,1]", "trainer.max_steps=2"],
+    "restormer": ["net.width=8", "net.num_blocks=[1,1,1,1]", "net.refinement_blocks=1", "trainer.max_steps=2"],
+}
+TINY_DATA = ["data.patch_size=32", "data.train_batch_size=2", "data.patches_per_epoch=4", "data.num_workers=0",
+             "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
+
+
+def write_data_root(root, model):
+    """The protocol's folders under ``root``, with 2-4 small images each."""
+    from conftest import write_images
+
+    sets = {"dncnn": ["train400", "set12", "bsd68"], "ffdnet": ["trainH", "set12", "bsd68"],
+            "drunet": ["trainH", "set12", "bsd68"], "arcnn": ["bsds500", "live1_gray", "classic5"],
+            "fbcnn": ["div2k_flickr2k", "live1_gray", "classic5"]}
+    if model in sets:
+        for i, name in enumerate(sets[model]):
+            write_images(root / name, {f"{k}.png": (48, 40) for k in range(4 if i == 0 else 2)}, seed=i)
+        return
+    for i, split in enumerate(["train", "test"]):  # GoPro's layout: <sequence>/blur/ and <sequence>/sharp/
+        sizes = {f"GOPR0{k}/blur/{k:06d}.png": (40, 36) for k in range(2)}
+        write_images(root / "gopro" / split, sizes, mode="RGB", seed=i)
+        write_images(root / "gopro" / split, {n.replace("/blur/", "/sharp/"): s for n, s in sizes.items()},
+                     mode="RGB", seed=i + 10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", FAMILIES)
+def test_paper_protocol_runs_scaled_down(model, run_m3l, tmp_path):
+    """Train with the model's paper protocol on a tiny data folder, then test: the protocol's test sets and
+    degradations come out as rows."""
+    write_data_root(tmp_path / "sets", model)
+    args = [f"model={model}", *FAMILIES[model][0], "preset=paper", "data_root=sets", *SHRINK[model], *TINY_DATA]
+    run_m3l("train", *args, "checkpoint_out=model.ckpt", "hydra.run.dir=train")
+    run_m3l("test", *args, "checkpoint=model.ckpt", "hydra.run.dir=test")
+    rows = pd.read_csv(tmp_path / "test" / "metrics.csv")
+    assert set(rows.dataset) == FAMILIES[model][2]
+    expected = {"dncnn": {"sigma15", "sigma25", "sigma50"}, "arcnn": {"jpeg10", "jpeg20", "jpeg30", "jpeg40"},
+                "nafnet": {"gopro_blur"}}
+    expected.update(ffdnet=expected["dncnn"], drunet=expected["dncnn"], fbcnn=expected["arcnn"],
+                    restormer=expected["nafnet"])
+    assert set(rows.degradation) == expected[model] and rows.psnr.notna().all()
+
+
+@pytest.mark.slow
+def test_a_model_without_a_paper_protocol_is_refused_in_one_line(run_m3l):
+    result = run_m3l("train", "model=dncnn3", "preset=paper", "data_root=sets", check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "preset=paper has no protocol for model=dncnn3" in result.stderr and "protocol/paper/dncnn3.yaml" in result.stderr

@@ -91,8 +91,9 @@ def run(task: Callable[[DictConfig], Any], cfg: DictConfig, name: str) -> Any:
             raise M3LError(f"no model chosen: pass model=NAME, one of: {', '.join(available('model'))}")
         import pytorch_lightning as pl
 
-        pl.seed_everything(cfg.seed, workers=True, verbose=False)
         hydra_cfg = HydraConfig.get()
+        require_protocol(hydra_cfg.runtime.choices)
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
         threading.excepthook = _quiet_disk_full  # TensorBoard's writer thread: the main thread reports it
         write_run_info(run_info(cfg, name, sys.argv[1:]), hydra_cfg.runtime.output_dir)
         return task(cfg)
@@ -124,6 +125,16 @@ def available(group: str) -> list[str]:
     from hydra.core.global_hydra import GlobalHydra
 
     return sorted(GlobalHydra.instance().config_loader().get_group_options(group))
+
+
+def require_protocol(choices) -> None:
+    """A preset with a protocol per model (``configs/protocol/<preset>/<model>.yaml``, e.g. preset=paper) must
+    have one for the chosen model; without it the run would silently keep the model's CPU-sized defaults."""
+    preset, model = choices.get("preset"), choices.get("model")
+    protocols = available(f"protocol/{preset}") if preset else []
+    if protocols and model not in protocols:
+        raise M3LError(f"preset={preset} has no protocol for model={model} (configs/protocol/{preset}/ has "
+                       f"{', '.join(protocols)}): write one as ~/.config/m3l/protocol/{preset}/{model}.yaml")
 
 
 def require(cfg: DictConfig, *keys: str) -> None:
