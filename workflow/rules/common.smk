@@ -13,6 +13,16 @@ if config["preset"] not in config["presets"]:
         f"preset: unknown preset {config['preset']!r}; choose one of {', '.join(config['presets'])}"
     )
 PRESET = config["presets"][config["preset"]]
+# a preset with its own models table (paper: every family, each with its protocol) runs those models
+if PRESET.get("models"):
+    config["models"] = PRESET["models"]
+if config.get("only"):
+    _unknown = [m for m in config["only"] if m not in config["models"]]
+    if _unknown:
+        fail(
+            f"only: unknown model(s) {', '.join(_unknown)}; choose among {', '.join(config['models'])}"
+        )
+    config["models"] = {m: config["models"][m] for m in config["only"]}
 # published: models start from their released `weights`, untrained (those without are left out)
 PUBLISHED = PRESET.get("published", False)
 MODELS = [
