@@ -45,6 +45,13 @@ def test_paper_preset_is_the_models_own_protocol(model):
     assert default.data.train_dir is None
 
 
+def test_restormer_keeps_the_lr_for_92k_iterations_then_anneals_over_208k():
+    _, cfg = compose_train(["model=restormer", "data=paired", "preset=paper", "data_root=/s"])
+    assert cfg.scheduler._target_ == "m3l.schedules.constant_then_cosine"
+    assert (cfg.scheduler.constant, cfg.scheduler.T_max, cfg.scheduler.eta_min) == (92000, 208000, 1e-6)
+    assert cfg.trainer.gradient_clip_val == 0.01
+
+
 @pytest.mark.parametrize("model", ["nafnet", "restormer"])
 def test_paper_total_batch_stays_the_authors_on_any_device_count(model):
     """NAFNet / Restormer train on 8 GPUs: the per-device batch is total / devices, the lr unchanged."""
@@ -80,7 +87,8 @@ SHRINK = {
     "arcnn": ["net.widths=[4,4,4]", "trainer.max_steps=2"],
     "fbcnn": ["net.widths=[4,8,8,8]", "net.blocks=1", "net.embedding=8", "trainer.max_steps=2"],
     "nafnet": ["net.width=8", "net.encoder_blocks=[1,1,1,1]", "trainer.max_steps=2"],
-    "restormer": ["net.width=8", "net.num_blocks=[1,1,1,1]", "net.refinement_blocks=1", "trainer.max_steps=2"],
+    "restormer": ["net.width=8", "net.num_blocks=[1,1,1,1]", "net.refinement_blocks=1", "trainer.max_steps=2",
+                  "scheduler.constant=1"],  # 1 flat step, then the cosine
 }
 TINY_DATA = ["data.patch_size=32", "data.train_batch_size=2", "data.patches_per_epoch=4", "data.num_workers=0",
              "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
