@@ -56,3 +56,16 @@ def test_user_config_shadows_a_builtin(run_m3l, tmp_path, m3l_env):
     assert "depth: 4" in result.stdout and "width: 6" in result.stdout and "batch_norm: false" in result.stdout
     result = run_m3l("train", "model=dncnn", "--cfg", "job")
     assert "depth: 17" in result.stdout
+
+
+def test_a_lightning_pytorch_module_is_refused_not_wrapped(run_m3l, tmp_path, user):
+    """The same example written against the `lightning` package (`import lightning.pytorch as pl`): its classes
+    do not mix with pytorch_lightning's Trainer, so m3l says so instead of wrapping it as a plain net."""
+    pytest.importorskip("lightning")
+    source = tmp_path / "src" / "my_library" / "my_package.py"
+    source.write_text(source.read_text().replace("import pytorch_lightning as pl", "import lightning.pytorch as pl"))
+    result = run_m3l("train", "model=my_model", "data.root_dir=images", *SMALL, "hydra.run.dir=run", env=user,
+                     check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "lightning.pytorch.LightningModule" in result.stderr and "pytorch_lightning" in result.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()

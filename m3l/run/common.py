@@ -161,6 +161,12 @@ def build_module(cfg: DictConfig):
         load_pretrained(net, pretrained, net_args=net_cfg)
     if isinstance(net, pl.LightningModule):
         return apply_speed_options(net, cfg)
+    other = sys.modules.get("lightning.pytorch")  # the `lightning` package's copy of the same classes
+    if other is not None and isinstance(net, other.LightningModule):
+        raise M3LError(f"net: {cfg.net._target_} is a lightning.pytorch.LightningModule; m3l runs on the "
+                       f"pytorch_lightning package (its Trainer, callbacks and data modules), whose classes do not "
+                       f"mix with lightning.pytorch's: subclass pytorch_lightning.LightningModule instead "
+                       f"(`import pytorch_lightning as pl`, same API)")
     if not isinstance(net, nn.Module):
         raise M3LError(f"net: {cfg.net._target_} built a {type(net).__name__}, not an nn.Module or LightningModule")
     # a video net takes a window of frames (m3l.models.video); an image net, an image
