@@ -48,6 +48,24 @@ def test_resume_continues_from_a_checkpoint(run_m3l, tmp_path):
     assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
 
 
+
+def test_resume_auto_finds_the_latest_run_of_the_same_settings(run_m3l, tmp_path):
+    """Timestamped run dirs (no hydra.run.dir): resume=auto continues the newest earlier run of the same model and
+    settings (a longer max_epochs allowed), and says in one line where it looked when there is none."""
+    first = run_m3l("train", "model=dncnn", *TINY, "resume=auto")
+    assert "resume=auto: no earlier run with these settings in" in first.stdout
+    [first_ckpt] = (tmp_path / "runs" / "train" / "dncnn").glob("*/checkpoints/last.ckpt")
+    second = run_m3l("train", "model=dncnn", *TINY, "trainer.max_epochs=2", "resume=auto")
+    assert f"resume=auto: continuing from {first_ckpt}" in second.stdout, second.stdout
+    runs = sorted((tmp_path / "runs" / "train" / "dncnn").glob("*/checkpoints/last.ckpt"))
+    assert len(runs) == 2
+    first_state, second_state = (torch.load(r, weights_only=True) for r in (first_ckpt, *set(runs) - {first_ckpt}))
+    assert (first_state["epoch"], second_state["epoch"]) == (0, 1)
+    assert second_state["global_step"] == 2 * first_state["global_step"]
+    changed = run_m3l("train", "model=dncnn", *TINY, "net.width=6", "resume=auto")
+    assert "resume=auto: no earlier run with these settings" in changed.stdout and "continuing" not in changed.stdout
+
+
 def test_test_writes_summary_and_per_image_tables(run_m3l, tmp_path, tiny_checkpoint):
     write_images(tmp_path / "setA", {"a.png": (40, 30), "b.png": (33, 47)}, seed=1)
     write_images(tmp_path / "setB", {"c.png": (24, 24)}, seed=2)
