@@ -132,3 +132,19 @@ def test_tiled_correction_equals_whole_image(run_m3l, tmp_path, tiny_checkpoint)
     run_m3l("correct", *common, "serializer.root_dir=tiled", "tile=16", "tile_overlap=3", "channels_last=true")
     whole, tiles = (np.array(Image.open(tmp_path / d / "big.png")) for d in ("whole", "tiled"))
     assert np.array_equal(whole, tiles)
+
+
+def test_without_a_progress_bar_runs_print_progress_lines(run_m3l, tmp_path, tiny_checkpoint):
+    """The workflow's jobs run with trainer.enable_progress_bar=false: their logs still show where they are."""
+    import re
+
+    result = run_m3l("train", "model=dncnn", *TINY, "progress_every=0", "hydra.run.dir=run")
+    lines = re.findall(r"^epoch (\d+) step (\d+)/(\d+) train_loss \S+.* it/s \S+ ETA \S+$", result.stdout, re.M)
+    assert [int(step) for _, step, _ in lines[:4]] == [1, 2, 3, 4] and lines[-1][1] == lines[-1][2] == "4"
+    write_images(tmp_path / "in", {"a.png": (24, 20), "b.png": (20, 24)})
+    result = run_m3l("correct", "model=dncnn", "net.depth=3", "net.width=8", f"checkpoint={tiny_checkpoint}",
+                     "data.correct_dir=in", "serializer.root_dir=out", "data.num_workers=0",
+                     "trainer.enable_progress_bar=false", "progress_every=0")
+    assert re.search(r"^correct images 2/2 ETA \S+$", result.stdout, re.M), result.stdout
+    quiet = run_m3l("train", "model=dncnn", *TINY, "hydra.run.dir=quiet")  # progress_every=30: the end line only
+    assert len(re.findall(r"^epoch \d+ step", quiet.stdout, re.M)) == 1

@@ -242,6 +242,10 @@ def build_trainer(cfg: DictConfig, callbacks=(), logger=None):
     from m3l.callbacks import logger_callbacks
 
     logger = build_logger(cfg) if logger is None else logger
+    if not kwargs.get("enable_progress_bar", True) and cfg.get("progress_every") is not None:
+        from m3l.callbacks import ProgressLines
+
+        callbacks = [*callbacks, ProgressLines(float(cfg.progress_every))]
     return instantiate(kwargs, callbacks=[*callbacks, *logger_callbacks(logger)], logger=logger)
 
 
