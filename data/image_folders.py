@@ -7,6 +7,7 @@ With no folders given it uses the embedded default dataset (:mod:`m3l.data.embed
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from torch.utils.data import DataLoader
 from m3l.data import embedded
 from m3l.data.datasets import CorrectDataset, EvalDataset, PatchDataset, collate, folder_side, relative_name
 from m3l.data.degradations import GaussianNoise, side_from_config
+from m3l.data.progressive import epoch_batches, parse_schedule, stage_at
 from m3l.errors import M3LError
 from m3l.imageio import list_images, read_image
 
@@ -50,7 +52,8 @@ class FolderDataModule(pl.LightningDataModule):
 
     Subclasses set ``train_set``, ``val_set`` and ``test_sets_`` in ``setup`` and call
     :meth:`setup_predict` for the ``predict`` stage; they need ``correct_dir``, ``channels``,
-    ``correct_side``, ``num_workers`` and ``train_batch_size`` attributes.
+    ``correct_side``, ``num_workers`` and ``train_batch_size`` attributes, and call :meth:`use_progressive`.
+    Their training datasets have ``patch_size`` and ``length`` attributes (a progressive schedule sets them).
 
     ``predict_filter``, when set, maps the relative names of the images to correct to those still to
     do; ``m3l.run.correct`` sets it to the serializer's ``pending``, so a rerun skips finished outputs
@@ -58,6 +61,16 @@ class FolderDataModule(pl.LightningDataModule):
     """
 
     predict_filter: Callable[[list[str]], list[str]] | None = None
+    progressive: list = []
+    _stage_loader: tuple | None = None  # ((stage index, batches), its DataLoader)
+
+    def use_progressive(self, progressive) -> None:
+        """``data.progressive``: training patch and batch sizes by step (see :mod:`m3l.data.progressive`). The
+        training set is built with the largest patch (every training image must hold it); each epoch's loader
+        takes its stage's patch and batch size."""
+        self.progressive = parse_schedule(progressive)
+        if self.progressive:
+            self.patch_size = max(stage.patch_size for stage in self.progressive)
 
     def setup_predict(self) -> None:
         if self.correct_dir is None:
@@ -75,7 +88,29 @@ class FolderDataModule(pl.LightningDataModule):
                           persistent_workers=persistent and self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
+        if self.progressive:
+            return self._progressive_loader()
         return self._loader(self.train_set, self.train_batch_size, persistent=True)
+
+    def _progressive_loader(self) -> DataLoader:
+        """The loader of the stage at the trainer's step, its epoch cut short at the stage's end; the same loader
+        (and workers) while the stage and epoch length stay. Lightning is asked to call this every epoch."""
+        from pytorch_lightning.utilities import rank_zero_info
+
+        trainer, step, devices, accumulate = self.trainer, 0, 1, 1
+        if trainer is not None:
+            trainer.reload_dataloaders_every_n_epochs = 1
+            step, devices, accumulate = trainer.global_step, trainer.world_size, trainer.accumulate_grad_batches
+        index, stage, left = stage_at(self.progressive, step)
+        batches = epoch_batches(len(self.train_set), stage, left, devices, accumulate)
+        if self._stage_loader is None or self._stage_loader[0] != (index, batches):
+            if self._stage_loader is None or self._stage_loader[0][0] != index:
+                rank_zero_info(f"data.progressive: stage {index + 1} of {len(self.progressive)} from step {step}: "
+                               f"{stage.patch_size}x{stage.patch_size} patches, batch {stage.batch_size} a device")
+            dataset = copy.copy(self.train_set)
+            dataset.patch_size, dataset.length = stage.patch_size, batches * stage.batch_size * devices
+            self._stage_loader = (index, batches), self._loader(dataset, stage.batch_size, persistent=True)
+        return self._stage_loader[1]
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, persistent=True)
@@ -106,13 +141,16 @@ class ImageFolderDataModule(FolderDataModule):
         num_workers: data-loading processes (default ``min(4, cores - 1)``).
         seed: noise seed of every validation / test image (0, as in the published test scripts).
         deadleaves: size of the embedded training set (``count``, ``size``).
+        progressive: stages of patch and batch sizes by step (see :mod:`m3l.data.progressive`); they replace
+            ``patch_size`` and ``train_batch_size`` for training.
     """
 
     def __init__(self, train_dir: str | None = None, val_dir=None, test_sets: Mapping | None = None,
                  correct_dir: str | None = None, degradation=None, test_degradations: Sequence | None = None,
                  channels: int = 1, patch_size: int = 40, train_batch_size: int = 16,
                  patches_per_epoch: int = 1600, augment: bool = True, num_workers: int | None = None,
-                 seed: int = 0, deadleaves: Mapping | None = None, correct_side: Mapping | None = None):
+                 seed: int = 0, deadleaves: Mapping | None = None, correct_side: Mapping | None = None,
+                 progressive: Sequence[Mapping] | None = None):
         super().__init__()
         if channels not in (1, 3):
             raise M3LError(f"data.channels must be 1 (gray) or 3 (RGB), got {channels}")
@@ -124,6 +162,7 @@ class ImageFolderDataModule(FolderDataModule):
         self.num_workers = default_workers() if num_workers is None else num_workers
         self.deadleaves = dict(deadleaves or {})
         self.correct_side = side_from_config(correct_side)
+        self.use_progressive(progressive)
 
     # -- datasets -------------------------------------------------------------------------------
     def _train_images(self) -> list[torch.Tensor]:

@@ -10,7 +10,7 @@ training takes random aligned crops of a random pair, flipped and rotated alike.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -93,14 +93,14 @@ class PairedFolderDataModule(FolderDataModule):
         train_dir, val_dir: folders of pairs; test_sets: ``{name: folder of pairs}``.
         input, target: the path fragments that tell an input from its target (see the module docstring).
         degradation: the name of the degradation in result tables (``real``, ``gopro_blur``, ...).
-        correct_dir, correct_side: as for :class:`~m3l.data.image_folders.ImageFolderDataModule`.
+        correct_dir, correct_side, progressive: as for :class:`~m3l.data.image_folders.ImageFolderDataModule`.
     """
 
     def __init__(self, train_dir: str | None = None, val_dir: str | None = None, test_sets: Mapping | None = None,
                  correct_dir: str | None = None, input: str = "/input/", target: str = "/target/",
                  degradation: str = "real", channels: int = 3, patch_size: int = 128, train_batch_size: int = 8,
                  patches_per_epoch: int = 1600, augment: bool = True, num_workers: int | None = None,
-                 correct_side: Mapping | None = None):
+                 correct_side: Mapping | None = None, progressive: Sequence[Mapping] | None = None):
         super().__init__()
         self.train_dir, self.val_dir, self.test_sets, self.correct_dir = train_dir, val_dir, dict(test_sets or {}), correct_dir
         self.input, self.target, self.degradation, self.channels = input, target, degradation, channels
@@ -108,6 +108,7 @@ class PairedFolderDataModule(FolderDataModule):
         self.augment = augment
         self.num_workers = default_workers() if num_workers is None else num_workers
         self.correct_side = side_from_config(correct_side)
+        self.use_progressive(progressive)
 
     def _pairs(self, folder, what: str):
         if folder is None:

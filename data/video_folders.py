@@ -193,6 +193,7 @@ class VideoFolderDataModule(FolderDataModule):
         patch_size, train_batch_size, crops_per_epoch, augment: training crops.
         chunk: frames restored per step of correction (memory grows with it, not with the clip's length).
         synthetic: the embedded training clips (``count``, ``size``, ``frames``, ``crop``, ``rmin``).
+        progressive: stages of patch and batch sizes by step (see :mod:`m3l.data.progressive`).
     """
 
     def __init__(self, train_dir: str | None = None, val_dir: str | None = None, test_sets: Mapping | None = None,
@@ -200,7 +201,7 @@ class VideoFolderDataModule(FolderDataModule):
                  per_clip: bool = True, channels: int = 1, frames: int = 5, patch_size: int = 48,
                  train_batch_size: int = 8, crops_per_epoch: int = 320, augment: bool = True,
                  num_workers: int | None = None, seed: int = 0, chunk: int = 8, synthetic: Mapping | None = None,
-                 correct_side: Mapping | None = None):
+                 correct_side: Mapping | None = None, progressive: Sequence[Mapping] | None = None):
         super().__init__()
         if channels not in (1, 3):
             raise M3LError(f"data.channels must be 1 (gray) or 3 (RGB), got {channels}")
@@ -212,6 +213,7 @@ class VideoFolderDataModule(FolderDataModule):
         self.num_workers = default_workers() if num_workers is None else num_workers
         self.seed, self.chunk, self.synthetic = seed, chunk, dict(synthetic or {})
         self.correct_side = side_from_config(correct_side)
+        self.use_progressive(progressive)
 
     def _clean_clips(self, source, split: str, what: str) -> dict[str, Clip | torch.Tensor]:
         if source is None:
