@@ -4,6 +4,8 @@ A video net (see :mod:`m3l.models.video`) maps a window of ``net.frames`` consec
 centre frame; this module slides that window over clips:
 
 - training: crops of ``T >= net.frames`` frames; the loss is over the frames whose window lies inside the crop;
+- evaluation of a net with a ``forward_clip`` (FastDVDnet): the net restores runs of consecutive frames at once,
+  sharing what overlapping windows have in common (same output as window by window);
 - validation / test: whole clips, their ends mirrored (:func:`m3l.data.video.reflect_index`); a test row per
   clip (PSNR / SSIM = mean over its frames, plus ``frames``) and one per frame in ``frame_rows``;
 - predict: chunks of a clip with ``offset`` context frames before them (see
@@ -35,13 +37,17 @@ class VideoRestorationModule(RestorationModule):
 
     Args: those of :class:`~m3l.restoration.RestorationModule`, plus
         windows_per_step: windows run through the net at once in evaluation (bounds memory on long clips).
+        reuse: in evaluation, restore runs of frames with the net's ``forward_clip`` when it has one and the side
+            information is the same in every frame of a clip (FastDVDnet: each stage-1 output computed once, not
+            3 times); False runs every window through ``forward`` (the baseline of benchmarks/fastdvdnet_reuse.py).
     """
 
-    def __init__(self, net, *args, windows_per_step: int = 8, **kwargs):
+    def __init__(self, net, *args, windows_per_step: int = 8, reuse: bool = True, **kwargs):
         super().__init__(net, *args, **kwargs)
         self.window = int(net.frames)
         self.radius = self.window // 2
         self.windows_per_step = windows_per_step
+        self.reuse = reuse
         self.required_side = getattr(net, "required_side", None) or required_arguments(net)
         self.frame_rows: list[dict] = []
 
@@ -52,6 +58,11 @@ class VideoRestorationModule(RestorationModule):
         b, r = clip.shape[0], self.radius
         if centres and (centres[0] < r or centres[-1] + r >= clip.shape[1]):
             raise M3LError(f"the net sees {self.window} frames: data.frames must be at least {self.window}")
+        if self._reuses(side, centres):
+            clip_side = {k: v[:, 0] for k, v in side.items()}  # one value per clip
+            run = lambda x: self.net.forward_clip(x, step=self.windows_per_step, **clip_side)  # noqa: E731
+            part = clip[:, centres[0] - r:centres[-1] + r + 1]
+            return tiled(run, part, *self.tiling) if self.tiling is not None else run(part)
         step = self.windows_per_step if not self.training else len(centres)
         outputs = []
         for first in range(0, len(centres), max(1, step)):
@@ -65,6 +76,12 @@ class VideoRestorationModule(RestorationModule):
                 out = run(windows)
             outputs.append(out.unflatten(0, (b, len(part))))
         return torch.cat(outputs, 1)
+
+    def _reuses(self, side: dict, centres: range) -> bool:
+        """Whether evaluation can go through ``net.forward_clip``: it has one, and each side entry is the same in every
+        frame of a clip (the per-window path gives each window its centre frame's value)."""
+        return (self.reuse and not self.training and len(centres) > 0 and hasattr(self.net, "forward_clip")
+                and all(bool((v == v[:, :1]).all()) for v in side.values()))
 
     def restore(self, batch: dict) -> torch.Tensor:
         """Every frame of whole clips ``(B, T, C, H, W)``, the clip ends mirrored."""

@@ -95,16 +95,48 @@ class FastDVDnet(nn.Module):
         self.stage1 = DenoisingBlock(channels, tuple(widths), per_frame)
         self.stage2 = DenoisingBlock(channels, tuple(widths), per_frame)
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    def _padded(self, x: torch.Tensor, sigma) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` ``(N, T, C, H, W)`` reflection-padded to sizes divisible by 4, and its noise map ``(N, 1, H', W')``."""
         n, t, c, h, w = x.shape
-        if t != self.frames:
-            raise ValueError(f"FastDVDnet takes {self.frames} frames, got {t}")
         ph, pw = -h % 4, -w % 4
         if ph or pw:
             x = F.pad(x.reshape(n, t * c, h, w), (0, pw, 0, ph), mode="reflect").reshape(n, t, c, h + ph, w + pw)
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)
-        noise_map = sigma.expand(n, 1, *x.shape[-2:])
+        return x, sigma.expand(n, 1, *x.shape[-2:])
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        n, t, c, h, w = x.shape
+        if t != self.frames:
+            raise ValueError(f"FastDVDnet takes {self.frames} frames, got {t}")
+        x, noise_map = self._padded(x, sigma)
         frames = x.unbind(1)
         middle = [self.stage1(frames[i:i + 3], noise_map) for i in range(3)]
         out = self.stage2(tuple(middle), noise_map)
         return out[..., :h, :w]
+
+    @staticmethod
+    def _triples(block: nn.Module, x: torch.Tensor, noise_map: torch.Tensor, centres: range) -> torch.Tensor:
+        """``block`` on the frame triples ``(i - 1, i, i + 1)`` of ``x`` ``(N, T, C, H, W)`` for ``i`` in ``centres``,
+        as one batch: ``(N, len(centres), C, H, W)``."""
+        triples = torch.stack([x[:, i - 1:i + 2] for i in centres], 1).flatten(0, 1)
+        out = block(triples.unbind(1), noise_map.repeat_interleave(len(centres), 0))
+        return out.unflatten(0, (x.shape[0], len(centres)))
+
+    def forward_clip(self, x: torch.Tensor, sigma: torch.Tensor, step: int = 8) -> torch.Tensor:
+        """Every frame of ``x`` ``(N, T, C, H, W)`` that has 2 frames on each side, ``(N, T - 4, C, H, W)``: the
+        output of :meth:`forward` on each window ``x[:, t - 2:t + 3]``, with each stage-1 output computed once per
+        frame triple instead of once per window that holds it (3 times): about half the work. ``sigma``: one noise
+        level per clip, ``(N,)`` or scalar. ``step`` frames are restored at a time (memory grows with it, not with T).
+        """
+        n, t, c, h, w = x.shape
+        if t < self.frames:
+            raise ValueError(f"FastDVDnet takes at least {self.frames} frames, got {t}")
+        x, noise_map = self._padded(x, sigma)
+        outputs, kept, done = [], x.new_empty(n, 0, *x.shape[2:]), 1  # kept: the last 2 stage-1 outputs
+        for first in range(2, t - 2, max(1, step)):  # restore frames first .. last - 1
+            last = min(first + max(1, step), t - 2)
+            middle = torch.cat([kept, self._triples(self.stage1, x, noise_map, range(done, last + 1))], 1)
+            done = last + 1  # middle: stage-1 outputs of the triples centred on first - 1 .. last
+            outputs.append(self._triples(self.stage2, middle, noise_map, range(1, middle.shape[1] - 1)))
+            kept = middle[:, -2:]
+        return torch.cat(outputs, 1)[..., :h, :w]

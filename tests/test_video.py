@@ -157,3 +157,69 @@ def test_a_clip_that_breaks_midway_leaves_no_output(tmp_path):
     assert serializer.skipped == ["torn"] and [p.name for p in serializer.written] == ["good"]
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["good"]  # no partial clip, no temporary folder
     assert len(list((tmp_path / "out" / "good").iterdir())) == 9
+
+
+def _with_running_stats(net):
+    """``net`` in eval mode with non-trivial BatchNorm statistics (as after training)."""
+    generator = torch.Generator().manual_seed(1)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.num_features, generator=generator) * 0.2 - 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
+    return net.eval()
+
+
+@pytest.mark.parametrize("channels, step", [(1, 1), (1, 3), (3, 8), (1, 100)])
+def test_fastdvdnet_forward_clip_equals_the_net_on_each_window(channels, step):
+    torch.manual_seed(0)
+    net = _with_running_stats(FastDVDnet(channels=channels, widths=(4, 8, 8), per_frame=2))
+    x, sigma = torch.rand(2, 11, channels, 13, 18), torch.tensor([0.1, 0.2])
+    with torch.no_grad():
+        windows = torch.stack([net(x[:, t - 2:t + 3], sigma) for t in range(2, 9)], 1)
+        torch.testing.assert_close(net.forward_clip(x, sigma, step=step), windows, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="at least 5 frames"):
+        net.forward_clip(x[:, :4], sigma)
+
+
+def _stage1_items(net):
+    """A counter of the frame triples FastDVDnet's stage 1 is run on."""
+    count = [0]
+    net.stage1.register_forward_hook(lambda module, args, out: count.__setitem__(0, count[0] + out.shape[0]))
+    return count
+
+
+@pytest.mark.parametrize("tile", [None, 8])
+def test_clip_restoration_computes_each_stage_one_output_once_and_equals_the_per_window_pass(tile):
+    """Whole clips (ends mirrored), sigma as side input: the clip path equals window-by-window to 1e-6 and runs
+    stage 1 once per frame triple (T + 2 of them with the mirrored ends) instead of 3 times per frame."""
+    torch.manual_seed(0)
+    net = _with_running_stats(FastDVDnet(channels=1, widths=(4, 8, 8), per_frame=2))
+    module = VideoRestorationModule(net, windows_per_step=3).eval()
+    module.tiling = None if tile is None else (tile, 8)
+    batch = {"input": torch.rand(2, 9, 1, 12, 16), "side": {"sigma": torch.tensor([[0.1], [0.2]]).expand(2, 9)}}
+    count = _stage1_items(net)
+    with torch.no_grad():
+        reused = module.restore(batch)
+        reused_items, count[0] = count[0], 0
+        module.reuse = False
+        windows = module.restore(batch)
+    assert reused.shape == (2, 9, 1, 12, 16)
+    torch.testing.assert_close(reused, windows, rtol=0, atol=1e-6)
+    tiles = 1 if tile is None else 4
+    assert reused_items == 2 * (9 + 2) * tiles and count[0] == 3 * 2 * 9 * tiles
+
+
+def test_per_frame_noise_levels_keep_the_per_window_pass():
+    """A noise level that changes along the clip: each window keeps its centre frame's (no reuse, same output)."""
+    torch.manual_seed(0)
+    net = _with_running_stats(FastDVDnet(channels=1, widths=(4, 8, 8), per_frame=2))
+    module = VideoRestorationModule(net).eval()
+    batch = {"input": torch.rand(1, 6, 1, 8, 8), "side": {"sigma": torch.linspace(0.05, 0.2, 6)[None]}}
+    count = _stage1_items(net)
+    with torch.no_grad():
+        out = module.restore(batch)
+        assert count[0] == 3 * 6
+        clip, sigma = batch["input"][0], batch["side"]["sigma"][0]
+        centre = torch.stack([net(clip[[reflect_index(i, 6) for i in range(t - 2, t + 3)]][None], sigma[t:t + 1])
+                              for t in range(6)], 1)
+    torch.testing.assert_close(out, centre, rtol=0, atol=1e-6)
