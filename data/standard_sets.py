@@ -75,14 +75,19 @@ SETS: dict[str, StandardSet] = {s.name: s for s in [
                 what="2K color validation images"),
     StandardSet("gopro", "https://seungjunnah.github.io/Datasets/gopro", "GOPRO_Large", 9642, manual=True,
                 what="deblurring pairs: 2103 train + 1111 test frames, blur/, blur_gamma/ and sharp/ per sequence"),
-    # Video sets (frame folders, one per sequence; data=video). Not downloaded here: counts are the DAVIS 2017
-    # release notes' and the FastDVDnet paper's, content checksums to pin on first download.
+    # Video sets (frame folders, one per sequence; data=video; preset=paper for model=fastdvdnet). Not downloaded
+    # here (no network when written): frame counts are the DAVIS 2017 release's (train 60 sequences / 4209 frames +
+    # val 30 / 1999; test-dev 30 / 2086) and, for Set8, the FastDVDnet paper's 85 frames a sequence, NOT verified
+    # against the files; no content checksum is pinned (sha256 None) until someone checks a download.
     StandardSet("davis_train", f"{DAVIS}/DAVIS-2017-trainval-480p.zip", "DAVIS/JPEGImages/480p", 6208,
-                what="video training set (FastDVDnet): 90 sequences (60 train + 30 val) of 854x480 JPEG frames"),
+                what="video training set (FastDVDnet): 90 sequences (60 train + 30 val) of 854x480 JPEG frames; the "
+                "authors list the sequences they used in a gist linked from their README"),
     StandardSet("davis_test", f"{DAVIS}/DAVIS-2017-test-dev-480p.zip", "DAVIS/JPEGImages/480p", 2086,
                 what="video test set (DAVIS-test): 30 sequences of 854x480 JPEG frames (FastDVDnet used <= 85 each)"),
     StandardSet("set8", "https://github.com/m-tassano/fastdvdnet", "", 680, manual=True,
-                what="video test set: 8 sequences x 85 frames at 960x540 (4 Derf's, 4 GoPro), from the FastDVDnet authors"),
+                what="video test set: 8 sequences, Derf's 480p tractor, touchdown, park_joy, sunflower + GoPro 540p "
+                "hypersmooth, motorbike, rafting, snowboard (the FastDVDnet authors' Drive folder test_sequences), "
+                "85 frames each (unverified)"),
     StandardSet("sidd_medium", "https://www.eecs.yorku.ca/~kamel/sidd/dataset.php", "SIDD_Medium_Srgb", 640,
                 manual=True, what="real noisy / ground-truth sRGB pairs (320 pairs)"),
 ]}
