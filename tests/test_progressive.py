@@ -76,6 +76,49 @@ def test_a_real_trainer_gets_the_scheduled_patches_and_batches_at_the_scheduled_
     assert epochs[:6] == [0, 0, 0, 1, 1, 2]  # each stage starts an epoch
 
 
+def test_a_run_resumed_mid_stage_finishes_the_stage_then_moves_on(tmp_path):
+    kwargs = dict(default_root_dir=tmp_path, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                  enable_model_summary=False, limit_val_batches=0)
+
+    def data():
+        return ImageFolderDataModule(progressive=SCHEDULE, patches_per_epoch=10, num_workers=0,
+                                     deadleaves={"count": 2, "size": 40})
+
+    first = pl.Trainer(max_steps=4, **kwargs)  # stops after the first step of stage 2
+    first.fit(Recorder(), datamodule=data())
+    first.save_checkpoint(tmp_path / "mid.ckpt")
+    module = Recorder()
+    pl.Trainer(max_steps=8, **kwargs).fit(module, datamodule=data(), ckpt_path=tmp_path / "mid.ckpt")
+    assert [(step, batch, patch) for step, batch, patch, _ in module.seen] == \
+        [(s, *EXPECTED[s]) for s in range(4, 8)]
+
+
+@pytest.mark.parametrize("kind", ["image", "paired", "video"])
+def test_every_folder_data_module_takes_a_schedule(kind, tmp_path):
+    """Before any step (no trainer): the first stage's patch and batch; the largest patch is what images must hold."""
+    from conftest import write_images
+
+    from m3l.data.paired_folders import PairedFolderDataModule
+    from m3l.data.video_folders import VideoFolderDataModule
+
+    schedule = [{"steps": 2, "patch_size": 12, "batch_size": 3}, {"steps": 2, "patch_size": 20, "batch_size": 2}]
+    if kind == "image":
+        data = ImageFolderDataModule(progressive=schedule, num_workers=0, deadleaves={"count": 2, "size": 32})
+    elif kind == "paired":
+        write_images(tmp_path / "a" / "input", {"0.png": (24, 24)}, mode="RGB")
+        write_images(tmp_path / "a" / "target", {"0.png": (24, 24)}, mode="RGB")
+        data = PairedFolderDataModule(train_dir=str(tmp_path), val_dir=str(tmp_path), progressive=schedule,
+                                      num_workers=0)
+    else:
+        data = VideoFolderDataModule(progressive=schedule, num_workers=0,
+                                     synthetic={"count": 2, "size": 48, "frames": 6, "crop": 24})
+    assert data.patch_size == 20
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    assert batch["input"].shape[0] == 3 and batch["input"].shape[-2:] == (12, 12)
+    assert batch["target"].shape == batch["input"].shape
+
+
 SHAPE_LOG = '''
 import csv
 import pytorch_lightning as pl
