@@ -129,6 +129,7 @@ NAFNET_SIDD = {"channels": 3, "encoder_blocks": [2, 2, 4, 8], "middle_blocks": 1
 NAFNET_SRC = "Chen et al. 2022 (megvii-research/NAFNet, Google Drive; MIT licence)"
 RESTORMER_ARCH = {"width": 48, "num_blocks": [4, 6, 6, 8], "heads": [1, 2, 4, 8], "refinement_blocks": 4,
                   "expansion": 2.66}
+RESTORMER_DENOISING = {**RESTORMER_ARCH, "layer_norm": "bias_free"}  # LayerNorm_type: BiasFree in their options
 RESTORMER_SRC = "Zamir et al. 2022 (swz30/Restormer; see the repository's licence)"
 
 WEIGHTS: dict[str, Weights] = {w.name: w for w in [
@@ -246,16 +247,16 @@ WEIGHTS: dict[str, Weights] = {w.name: w for w in [
             metrics={"gopro/clean/psnr": 32.92, "gopro/clean/ssim": 0.961, "hide/clean/psnr": 31.22},
             source=RESTORMER_SRC),
     Weights(model="restormer", variant="real_denoising", url=RESTORMER + "real_denoising.pth", sha256=None,
-            target="m3l.models.restormer.Restormer", net={"channels": 3, **RESTORMER_ARCH}, layout="restormer",
+            target="m3l.models.restormer.Restormer", net={"channels": 3, **RESTORMER_DENOISING}, layout="restormer",
             metrics={"sidd/clean/psnr": 40.02, "sidd/clean/ssim": 0.960}, source=RESTORMER_SRC),
     Weights(model="restormer", variant="gaussian_gray_blind", url=RESTORMER + "gaussian_gray_denoising_blind.pth",
-            sha256=None, target="m3l.models.restormer.Restormer", net={"channels": 1, **RESTORMER_ARCH},
+            sha256=None, target="m3l.models.restormer.Restormer", net={"channels": 1, **RESTORMER_DENOISING},
             layout="restormer", metrics=rows({"set12": noise((33.35, 31.04, 28.01)),
                                              "bsd68": noise((31.95, 29.51, 26.62))}),
             protocol=("data.channels=1", "data.test_sets={set12:{data_root}/set12,bsd68:{data_root}/bsd68}",
                       NOISE_TESTS), source=RESTORMER_SRC),  # preset=paper is Restormer's GoPro protocol
     Weights(model="restormer", variant="gaussian_color_blind", url=RESTORMER + "gaussian_color_denoising_blind.pth",
-            sha256=None, target="m3l.models.restormer.Restormer", net={"channels": 3, **RESTORMER_ARCH},
+            sha256=None, target="m3l.models.restormer.Restormer", net={"channels": 3, **RESTORMER_DENOISING},
             layout="restormer", metrics=rows({"cbsd68": noise((34.39, 31.78, 28.59))}), source=RESTORMER_SRC),
     # FastDVDnet (Tassano et al. 2020): nn.DataParallel's module.* keys, in the repository itself.
     Weights(model="fastdvdnet", variant="authors", url="https://github.com/m-tassano/fastdvdnet/raw/master/model.pth",
