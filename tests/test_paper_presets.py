@@ -66,6 +66,17 @@ def test_paper_total_batch_stays_the_authors_on_any_device_count(model):
     assert per_device[8] == total // 8
 
 
+@pytest.mark.parametrize("gpus", [8, 1, 2])
+def test_restormer_trains_progressively_as_the_authors(gpus):
+    """The authors' iters / gt_sizes / mini_batch_sizes (per GPU on 8 GPUs): the same total batch per stage on
+    any device count, the stages summing to the 300k iterations."""
+    _, cfg = compose_train(["model=restormer", "data=paired", "preset=paper", "data_root=/s", f"trainer.gpus={gpus}"])
+    stages = [(s.steps, s.patch_size, s.batch_size * gpus) for s in cfg.data.progressive]
+    assert stages == [(92000, 128, 64), (64000, 160, 40), (48000, 192, 32), (36000, 256, 16), (36000, 320, 8),
+                      (24000, 384, 8)]
+    assert sum(steps for steps, _, _ in stages) == cfg.trainer.max_steps
+
+
 def test_a_user_config_adds_a_paper_protocol_for_its_own_model(tmp_path):
     """~/.config/m3l/protocol/paper/<model>.yaml is picked like the zoo's."""
     root = tmp_path / "m3l"
@@ -88,7 +99,8 @@ SHRINK = {
     "fbcnn": ["net.widths=[4,8,8,8]", "net.blocks=1", "net.embedding=8", "trainer.max_steps=2"],
     "nafnet": ["net.width=8", "net.encoder_blocks=[1,1,1,1]", "trainer.max_steps=2"],
     "restormer": ["net.width=8", "net.num_blocks=[1,1,1,1]", "net.refinement_blocks=1", "trainer.max_steps=2",
-                  "scheduler.constant=1"],  # 1 flat step, then the cosine
+                  "scheduler.constant=1",  # 1 flat step, then the cosine
+                  "data.progressive=[{steps:1,patch_size:16,batch_size:2},{steps:1,patch_size:32,batch_size:1}]"],
 }
 TINY_DATA = ["data.patch_size=32", "data.train_batch_size=2", "data.patches_per_epoch=4", "data.num_workers=0",
              "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
