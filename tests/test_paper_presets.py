@@ -10,6 +10,7 @@ from m3l.run.common import register_search_path
 # model: (extra overrides, train folder, test set names, total batch, max_steps or epochs, optimizer lr)
 FAMILIES = {
     "dncnn": ([], "train400", {"set12", "bsd68"}, 128, ("max_epochs", 50), 1e-3),
+    "dncnn3": ([], "train291", {"live1_gray", "classic5", "bsd68"}, 128, ("max_epochs", 50), 1e-3),
     "ffdnet": ([], "trainH", {"set12", "bsd68"}, 64, ("max_steps", 1_000_000), 1e-4),
     "drunet": ([], "trainH", {"set12", "bsd68"}, 64, ("max_steps", 500_000), 1e-4),
     "arcnn": ([], "bsds500", {"live1_gray", "classic5"}, 128, ("max_steps", 1_000_000), 5e-4),
@@ -93,6 +94,7 @@ def test_a_user_config_adds_a_paper_protocol_for_its_own_model(tmp_path):
 # the smallest nets, 2 patches of 32 px a step and 1-2 steps.
 SHRINK = {
     "dncnn": ["net.depth=3", "net.width=8", "trainer.max_epochs=1"],
+    "dncnn3": ["net.depth=3", "net.width=8", "trainer.max_epochs=1"],
     "ffdnet": ["net.depth=3", "net.width=8", "trainer.max_steps=2"],
     "drunet": ["net.widths=[4,8,8,8]", "net.blocks=1", "trainer.max_steps=2"],
     "arcnn": ["net.widths=[4,4,4]", "trainer.max_steps=2"],
@@ -110,7 +112,8 @@ def write_data_root(root, model):
     """The protocol's folders under ``root``, with 2-4 small images each."""
     from conftest import write_images
 
-    sets = {"dncnn": ["train400", "set12", "bsd68"], "ffdnet": ["trainH", "set12", "bsd68"],
+    sets = {"dncnn": ["train400", "set12", "bsd68"], "dncnn3": ["train291", "live1_gray", "classic5", "bsd68"],
+            "ffdnet": ["trainH", "set12", "bsd68"],
             "drunet": ["trainH", "set12", "bsd68"], "arcnn": ["bsds500", "live1_gray", "classic5"],
             "fbcnn": ["div2k_flickr2k", "live1_gray", "classic5"]}
     if model in sets:
@@ -137,6 +140,7 @@ def test_paper_protocol_runs_scaled_down(model, run_m3l, tmp_path):
     assert set(rows.dataset) == FAMILIES[model][2]
     expected = {"dncnn": {"sigma15", "sigma25", "sigma50"}, "arcnn": {"jpeg10", "jpeg20", "jpeg30", "jpeg40"},
                 "nafnet": {"gopro_blur"}}
+    expected["dncnn3"] = expected["arcnn"] | expected["dncnn"]
     expected.update(ffdnet=expected["dncnn"], drunet=expected["dncnn"], fbcnn=expected["arcnn"],
                     restormer=expected["nafnet"])
     assert set(rows.degradation) == expected[model] and rows.psnr.notna().all()
@@ -144,6 +148,7 @@ def test_paper_protocol_runs_scaled_down(model, run_m3l, tmp_path):
 
 @pytest.mark.slow
 def test_a_model_without_a_paper_protocol_is_refused_in_one_line(run_m3l):
-    result = run_m3l("train", "model=dncnn3", "preset=paper", "data_root=sets", check=False)
+    result = run_m3l("train", "model=per_frame_dncnn", "preset=paper", "data_root=sets", check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "preset=paper has no protocol for model=dncnn3" in result.stderr and "protocol/paper/dncnn3.yaml" in result.stderr
+    assert "preset=paper has no protocol for model=per_frame_dncnn" in result.stderr
+    assert "protocol/paper/per_frame_dncnn.yaml" in result.stderr

@@ -8,8 +8,8 @@ import sys
 
 from test_workflow import SNAKEFILE, planned_jobs
 
-FAMILIES = ["dncnn", "ffdnet", "drunet", "arcnn", "fbcnn", "nafnet", "restormer", "fastdvdnet"]
-FOLDERS = ["train400", "trainH", "bsds500", "div2k_flickr2k", "set12", "bsd68", "live1_gray", "classic5",
+FAMILIES = ["dncnn", "dncnn3", "ffdnet", "drunet", "arcnn", "fbcnn", "nafnet", "restormer", "fastdvdnet"]
+FOLDERS = ["train400", "train291", "trainH", "bsds500", "div2k_flickr2k", "set12", "bsd68", "live1_gray", "classic5",
            "gopro/train", "gopro/test", "davis_train", "set8", "davis_test"]
 
 
@@ -49,7 +49,7 @@ def test_paper_preset_plans_every_family_with_its_protocol(m3l_env, tmp_path):
     correct = set(re.findall(r"rule correct:.*?wildcards: model=([\w.-]+), dataset=([\w.-]+)", output, re.S))
     assert {("dncnn", "set12"), ("dncnn", "bsd68"), ("ffdnet", "bsd68"), ("drunet", "set12"),
             ("arcnn", "live1_gray"), ("fbcnn", "classic5"), ("nafnet", "gopro"), ("restormer", "gopro"),
-            ("fastdvdnet", "set8"), ("fastdvdnet", "davis_test")} <= correct
+            ("fastdvdnet", "set8"), ("fastdvdnet", "davis_test"), ("dncnn3", "classic5")} <= correct
     assert ("nafnet", "set12") not in correct and ("fbcnn", "bsd68") not in correct
 
 
