@@ -17,6 +17,7 @@ FAMILIES = {
     "fbcnn": ([], "div2k_flickr2k", {"live1_gray", "classic5"}, 128, ("max_steps", 2_000_000), 2e-5),
     "nafnet": (["data=paired"], "gopro/train", {"gopro"}, 32, ("max_steps", 200_000), 1e-3),
     "restormer": (["data=paired"], "gopro/train", {"gopro"}, 64, ("max_steps", 300_000), 3e-4),
+    "nafnet_sidd": (["data=paired"], "sidd_medium", {"sidd"}, 32, ("max_steps", 200_000), 1e-3),
 }
 
 
@@ -53,7 +54,7 @@ def test_restormer_keeps_the_lr_for_92k_iterations_then_anneals_over_208k():
     assert cfg.trainer.gradient_clip_val == 0.01
 
 
-@pytest.mark.parametrize("model", ["nafnet", "restormer"])
+@pytest.mark.parametrize("model", ["nafnet", "nafnet_sidd", "restormer"])
 def test_paper_total_batch_stays_the_authors_on_any_device_count(model):
     """NAFNet / Restormer train on 8 GPUs: the per-device batch is total / devices, the lr unchanged."""
     total = FAMILIES[model][3]
@@ -100,6 +101,7 @@ SHRINK = {
     "arcnn": ["net.widths=[4,4,4]", "trainer.max_steps=2"],
     "fbcnn": ["net.widths=[4,8,8,8]", "net.blocks=1", "net.embedding=8", "trainer.max_steps=2"],
     "nafnet": ["net.width=8", "net.encoder_blocks=[1,1,1,1]", "trainer.max_steps=2"],
+    "nafnet_sidd": ["net.width=8", "net.encoder_blocks=[1,1,1,1]", "net.middle_blocks=1", "trainer.max_steps=2"],
     "restormer": ["net.width=8", "net.num_blocks=[1,1,1,1]", "net.refinement_blocks=1", "trainer.max_steps=2",
                   "scheduler.constant=1",  # 1 flat step, then the cosine
                   "data.progressive=[{steps:1,patch_size:16,batch_size:2},{steps:1,patch_size:32,batch_size:1}]"],
@@ -120,6 +122,12 @@ def write_data_root(root, model):
         for i, name in enumerate(sets[model]):
             write_images(root / name, {f"{k}.png": (48, 40) for k in range(4 if i == 0 else 2)}, seed=i)
         return
+    if model == "nafnet_sidd":  # SIDD Medium's names: <scene>/<id>_NOISY_SRGB_010.PNG beside <id>_GT_SRGB_010.PNG
+        for i, folder in enumerate(["sidd_medium/0001_001_S6_00100_00060_3200_L", "sidd_val"]):
+            sizes = {f"{k:04d}_NOISY_SRGB_010.png": (40, 36) for k in range(2)}
+            write_images(root / folder, sizes, mode="RGB", seed=i)
+            write_images(root / folder, {n.replace("NOISY", "GT"): s for n, s in sizes.items()}, mode="RGB", seed=i + 10)
+        return
     for i, split in enumerate(["train", "test"]):  # GoPro's layout: <sequence>/blur/ and <sequence>/sharp/
         sizes = {f"GOPR0{k}/blur/{k:06d}.png": (40, 36) for k in range(2)}
         write_images(root / "gopro" / split, sizes, mode="RGB", seed=i)
@@ -139,7 +147,7 @@ def test_paper_protocol_runs_scaled_down(model, run_m3l, tmp_path):
     rows = pd.read_csv(tmp_path / "test" / "metrics.csv")
     assert set(rows.dataset) == FAMILIES[model][2]
     expected = {"dncnn": {"sigma15", "sigma25", "sigma50"}, "arcnn": {"jpeg10", "jpeg20", "jpeg30", "jpeg40"},
-                "nafnet": {"gopro_blur"}}
+                "nafnet": {"gopro_blur"}, "nafnet_sidd": {"sidd"}}
     expected["dncnn3"] = expected["arcnn"] | expected["dncnn"]
     expected.update(ffdnet=expected["dncnn"], drunet=expected["dncnn"], fbcnn=expected["arcnn"],
                     restormer=expected["nafnet"])

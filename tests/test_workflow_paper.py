@@ -8,9 +8,10 @@ import sys
 
 from test_workflow import SNAKEFILE, planned_jobs
 
-FAMILIES = ["dncnn", "dncnn3", "ffdnet", "drunet", "arcnn", "fbcnn", "nafnet", "restormer", "fastdvdnet"]
+FAMILIES = ["dncnn", "dncnn3", "ffdnet", "drunet", "arcnn", "fbcnn", "nafnet", "nafnet_sidd", "restormer", "fastdvdnet"]
 FOLDERS = ["train400", "train291", "trainH", "bsds500", "div2k_flickr2k", "set12", "bsd68", "live1_gray", "classic5",
-           "gopro/train", "gopro/test", "davis_train", "set8", "davis_test"]
+           "gopro/train", "gopro/test", "davis_train", "set8", "davis_test", "sidd_medium",
+           "sidd_val"]
 
 
 def dry_run(tmp_path, env, *config):
@@ -42,14 +43,14 @@ def test_paper_preset_plans_every_family_with_its_protocol(m3l_env, tmp_path):
     train = commands(output, "train")
     for model, command in train.items():
         assert f"python -m m3l.run.train model={model} preset=paper data_root={tmp_path}/sets" in command
-    for model in ("nafnet", "restormer"):  # the authors' 8 GPUs: one Slurm job, a process per device
+    for model in ("nafnet", "nafnet_sidd", "restormer"):  # the authors' 8 GPUs: one Slurm job, a process per device
         assert "data=paired" in train[model] and "trainer.devices=8" in train[model]
         assert "resources: " in train[model] and "gpu=8" in train[model]
     assert "trainer.devices" not in train["dncnn"] and "trainer.devices" not in train["fastdvdnet"]
     correct = set(re.findall(r"rule correct:.*?wildcards: model=([\w.-]+), dataset=([\w.-]+)", output, re.S))
     assert {("dncnn", "set12"), ("dncnn", "bsd68"), ("ffdnet", "bsd68"), ("drunet", "set12"),
             ("arcnn", "live1_gray"), ("fbcnn", "classic5"), ("nafnet", "gopro"), ("restormer", "gopro"),
-            ("fastdvdnet", "set8"), ("fastdvdnet", "davis_test"), ("dncnn3", "classic5")} <= correct
+            ("fastdvdnet", "set8"), ("fastdvdnet", "davis_test"), ("dncnn3", "classic5"), ("nafnet_sidd", "sidd")} <= correct
     assert ("nafnet", "set12") not in correct and ("fbcnn", "bsd68") not in correct
 
 

@@ -16,6 +16,7 @@ SMALL_NETS = {
     "arcnn": ["net.widths=[4,4,4]"],
     "fbcnn": ["net.widths=[4,8]", "net.blocks=1", "net.embedding=8"],
     "nafnet": ["net.width=4", "net.encoder_blocks=[1]", "net.decoder_blocks=[1]", "net.tlc_size=16"],
+    "nafnet_sidd": ["net.width=4", "net.encoder_blocks=[1]", "net.decoder_blocks=[1]", "net.middle_blocks=1"],
     "restormer": ["net.width=4", "net.num_blocks=[1,1]", "net.heads=[1,1]", "net.refinement_blocks=1"],
 }
 
