@@ -31,6 +31,7 @@ def workflow_config(folder: Path, models: dict, preset: str = "tiny", **settings
         write_images(folder / "small", {"a.png": (48, 40), "b.png": (40, 56)})
         settings["test_sets"] = {"small": str(folder / "small")}
     config.update(preset=preset, models=models, **settings)
+    config["presets"].get(preset, {}).pop("models", None)  # these models, not the preset's own table
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,7 +11,7 @@ import torch
 import yaml
 
 from test_layouts import dncnn_layers, write_mat
-from test_workflow import planned_jobs, snakemake, workflow_config
+from test_workflow import CONFIG, planned_jobs, snakemake, workflow_config
 
 from m3l.tables import published_markdown
 
@@ -58,3 +60,27 @@ def test_benchmark_markdown_gains_the_published_numbers_and_the_delta():
     assert "| a | bsd68/sigma25/psnr | 29.30 | 29.23 | +0.07 |" in text
     assert "sigma50" not in text and "| b |" not in text  # only what was measured, only where the table knows
     assert published_markdown(table, {}) == ""
+
+
+def test_published_preset_tests_every_familys_released_weights_with_its_protocol(m3l_env, tmp_path):
+    """``snakemake --config preset=published data_root=DIR`` with the repository's config: each family's released
+    file converted (no training) and tested with the protocol benchmarks/published.py measures it with."""
+    from test_workflow_paper import commands, dry_run
+
+    from m3l.hub import WEIGHTS
+
+    output = dry_run(tmp_path, m3l_env, "preset=published")
+    jobs = planned_jobs(output)
+    models = CONFIG["presets"]["published"]["models"]
+    assert not [job for job in jobs if job[0] == "train"]
+    assert sorted(m for rule, m in jobs if rule == "weights") == sorted(models)
+    assert {"dncnn_b", "dncnn3", "ffdnet", "drunet", "fbcnn", "nafnet", "nafnet_sidd", "restormer", "fastdvdnet"} <= set(models)
+    tests = commands(output, "test")
+    for name, settings in models.items():
+        assert f"python -m m3l.hub convert {settings['weights']} results/{name}/model.ckpt" in output
+        command = tests[name]
+        assert f"model={settings['model']} preset=paper data_root={tmp_path}/sets" in command
+        for override in WEIGHTS[settings["weights"]].protocol:  # e.g. sigma 15 only for sigma=15.mat
+            assert shlex.quote(override.replace("{data_root}", f"{tmp_path}/sets")) in command
+    assert "degradation@data.degradation=sigma15" in tests["dncnn_sigma15"]
+    assert "metrics.psnrb=true" in tests["dncnn3"] and "data=paired" in tests["nafnet"]

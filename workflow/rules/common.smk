@@ -82,6 +82,15 @@ def model_devices(wildcards):
     return config["models"][wildcards.model].get("devices", 1)
 
 
+def weights_protocol(model):
+    """The test protocol of the model's `weights` when it names an entry of m3l/hub.py's table (the overrides
+    with which benchmarks/published.py measures it), else none."""
+    from m3l.hub import WEIGHTS
+
+    entry = WEIGHTS.get(str(config["models"][model].get("weights")))
+    return list(entry.protocol) if entry else []
+
+
 def overrides(model, task):
     """The Hydra overrides of ``python -m m3l.run.<task>`` for ``model`` (without output paths)."""
     settings = config["models"][model]
@@ -102,6 +111,7 @@ def overrides(model, task):
         # the converted weights carry the architecture: net.pretrained applies it
         if PUBLISHED:
             args.append(f"net.pretrained=results/{model}/model.ckpt")
+            args += [o for o in weights_protocol(model) if o not in args]
         test_sets = model_test_sets(model)
         if any(test_sets.values()):
             args.append(f"data.test_sets={hydra_value(test_sets)}")
