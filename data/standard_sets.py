@@ -8,7 +8,9 @@ GitHub archives, whose bytes are not stable.
 
 :func:`locate` returns a folder holding the set: the user's own ``root`` (checked), or the cache
 (``$M3L_DATA``, else ``$M3L_CACHE/datasets``, else ``~/.cache/m3l/datasets``), downloading and
-unpacking the archive there on first use (through a temporary name and a rename). When the download
+unpacking the archive there on first use (torch.hub's downloader, with a progress bar on a terminal; through
+a temporary name and a rename). An archive holding several sets is downloaded once: the other sets it holds
+are unpacked into the cache with the first. When the download
 fails (offline), or the set needs a manual download (licence or sign-in: GoPro, SIDD), one
 :class:`~m3l.errors.M3LError` line names the URL and the folder to put the images in.
 
@@ -20,11 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import sys
 import tarfile
 import tempfile
-import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,14 +137,35 @@ def _unpack(archive: Path, into: Path) -> None:
         raise M3LError(f"{archive} is neither a zip nor a tar archive")
 
 
+def fetch(url: str, target: Path) -> None:
+    """Download ``url`` (``https://``, ``file://``) to ``target`` with torch.hub's downloader, as m3l.hub does for
+    weights: a progress bar on a terminal, and a temporary file renamed when complete."""
+    from torch.hub import download_url_to_file
+
+    print(f"downloading {url}", file=sys.stderr)
+    download_url_to_file(url, str(target), progress=sys.stderr.isatty())
+
+
+def _move(source: Path, target: Path) -> bool:
+    """Rename the folder ``source`` to ``target``; False when another process put ``target`` there first."""
+    try:
+        os.replace(source, target)
+    except OSError:
+        if target.is_dir():
+            return False
+        raise
+    return True
+
+
 def download(spec: StandardSet, folder: Path) -> Path:
-    """Download ``spec``'s archive, unpack its ``subdir`` into ``folder`` (atomically) and check it."""
+    """Download ``spec``'s archive once and unpack from it, each checked and atomically, ``spec``'s ``subdir``
+    into ``folder`` and every other set the archive holds (DnCNN's: Train400, Set12, BSD68) that is not in
+    ``folder.parent`` yet, so that the next of them needs no download."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{spec.name}.", dir=folder.parent) as tmp:
         archive = Path(tmp) / "archive"
         try:
-            with urllib.request.urlopen(spec.url, timeout=60) as response, open(archive, "wb") as out:
-                shutil.copyfileobj(response, out)
+            fetch(spec.url, archive)
         except (OSError, ValueError) as error:
             raise M3LError(f"standard set {spec.name}: cannot download {spec.url} ({error}); "
                            f"{_hint(spec, folder)}") from None
@@ -154,7 +175,12 @@ def download(spec: StandardSet, folder: Path) -> Path:
         if problem:
             raise M3LError(f"standard set {spec.name}: the download from {spec.url} is not as expected: "
                            f"{problem.replace(str(source), spec.subdir or 'the archive')}; {_hint(spec, folder)}")
-        os.replace(source, folder)
+        _move(source, folder)
+        others = [s for s in SETS.values() if s.url == spec.url and s.name != spec.name and not s.manual]
+        for other in others:
+            source, target = Path(tmp) / "unpacked" / other.subdir, folder.parent / other.name
+            if not target.exists() and check(other, source) is None and _move(source, target):
+                print(f"standard set {other.name}: unpacked from the same archive into {target}", file=sys.stderr)
     return folder
 
 

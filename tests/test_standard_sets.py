@@ -45,6 +45,31 @@ def test_downloads_unpacks_checks_and_reuses_the_cache(toy, tmp_path):
     assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".")]  # no temporary left
 
 
+def test_an_archive_holding_several_sets_is_downloaded_once(tmp_path, monkeypatch):
+    """DnCNN's archive holds Train400, Set12 and BSD68: the first set asked for downloads it, the other two
+    come out of it into the cache at the same time (the archive was fetched once per set before)."""
+    for folder, count in (("one", 3), ("two", 2), ("three", 1)):
+        write_images(tmp_path / "src" / "repo" / folder, {f"{i}.png": (8, 8 + i) for i in range(count)})
+    archive = tmp_path / "repo.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for f in (tmp_path / "src").rglob("*.png"):
+            z.write(f, f.relative_to(tmp_path / "src").as_posix())
+    for folder, count in (("one", 3), ("two", 2), ("three", 1)):
+        source = tmp_path / "src" / "repo" / folder
+        monkeypatch.setitem(SETS, f"toy_{folder}", StandardSet(f"toy_{folder}", archive.as_uri(), f"repo/{folder}",
+                                                                count, content_sha256(source)))
+    monkeypatch.setenv("M3L_DATA", str(tmp_path / "cache"))
+    fetched = []
+    real_fetch = standard_sets.fetch
+    monkeypatch.setattr(standard_sets, "fetch", lambda url, target: (fetched.append(url), real_fetch(url, target)))
+    assert locate("toy_two") == tmp_path / "cache" / "toy_two"
+    archive.unlink()  # the other two sets must come from the first download
+    for folder, count in (("one", 3), ("three", 1)):
+        assert len(list((locate(f"toy_{folder}")).glob("*.png"))) == count
+    assert fetched == [archive.as_uri()]
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".")]  # no temporary left
+
+
 def test_tar_archives_work_too(toy, tmp_path, monkeypatch):
     spec, source = toy
     archive = tmp_path / "toy.tar.gz"
