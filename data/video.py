@@ -30,11 +30,17 @@ import torch
 
 from m3l.atomic import discard, temporary
 from m3l.data.degradations import SIDE_SCALE, Compose
+from m3l.extras import require
 from m3l.imageio import is_image, read_image, to_uint8, write_png
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".avi", ".mov", ".webm"})
 DEFAULT_FPS = Fraction(25)
 CONTAINERS = {".mp4": "mp4", ".mkv": "matroska", ".avi": "avi", ".mov": "mov", ".webm": "webm"}
+
+
+def pyav(purpose: str = "reading and writing video files (.mp4, .mkv, .avi, .mov, .webm)"):
+    """PyAV (the ``video`` extra), which reads and writes video files; frame folders need nothing."""
+    return require("av", "video", purpose)
 
 
 def is_video(path: str | os.PathLike) -> bool:
@@ -88,7 +94,7 @@ def frame_rate(clip: Clip) -> Fraction:
     """The clip's frame rate: the video stream's average rate, or 25 for frame folders and unknown rates."""
     if not clip.is_video:
         return DEFAULT_FPS
-    import av
+    av = pyav()
 
     with av.open(str(clip.path)) as container:
         rate = container.streams.video[0].average_rate
@@ -102,7 +108,7 @@ def iter_frames(clip: Clip, channels: int = 1) -> Iterator[tuple[str, torch.Tens
         for path in clip.frame_files():
             yield path.name, read_image(path, channels)
         return
-    import av
+    av = pyav()
 
     with av.open(str(clip.path)) as container:
         if not container.streams.video:
@@ -159,7 +165,7 @@ class ClipWriter:
         self.tmp = temporary(self.path, folder=not self.video)  # m3l.atomic's naming: a rerun clears it
 
     def _open(self, channels: int, height: int, width: int) -> None:
-        import av
+        av = pyav()
 
         self.container = av.open(str(self.tmp), "w", format=CONTAINERS[self.path.suffix.lower()])
         self.stream = self.container.add_stream(self.codec, rate=self.fps)
@@ -176,7 +182,7 @@ class ClipWriter:
             write_png(frame, self.tmp / Path(name or f"{self.count:05d}.png").with_suffix(".png").name)
             self.count += 1
             return
-        import av
+        av = pyav()
 
         if self.container is None:
             self._open(*frame.shape)
@@ -235,6 +241,7 @@ class H264:
     def __init__(self, crf: int | Sequence[int] = 28, preset: str = "medium"):
         if isinstance(crf, Sequence) and not isinstance(crf, str) and len(crf) != 2:
             raise ValueError(f"crf must be a number or [low, high], got {crf!r}")
+        pyav("the H.264 degradation")  # a missing PyAV is one line now, not an error in a data loader worker later
         self.crf, self.preset = crf, preset
         self.blind = isinstance(crf, Sequence) and not isinstance(crf, str)
 
@@ -243,7 +250,7 @@ class H264:
         return f"h264crf{self.crf[0]}-{self.crf[1]}" if self.blind else f"h264crf{self.crf}"
 
     def __call__(self, clip: torch.Tensor, rng: np.random.RandomState):
-        import av
+        av = pyav()
 
         crf = int(rng.randint(self.crf[0], self.crf[1] + 1)) if self.blind else int(self.crf)
         t, c, h, w = clip.shape

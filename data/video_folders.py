@@ -25,6 +25,7 @@ from m3l.data.degradations import GaussianNoise, side_from_config
 from m3l.data.image_folders import FolderDataModule, default_workers
 from m3l.data.video import Clip, degrade_clip, embedded_clips, frame_rate, iter_frames, list_clips, read_clip, reflect_index
 from m3l.errors import M3LError
+from m3l.extras import require
 from m3l.imageio import read_image
 
 
@@ -35,6 +36,8 @@ def _clips(source, what: str) -> list[Clip]:
     clips = list_clips(root)
     if not clips:
         raise M3LError(f"{what}: no clips (frame folders, or mp4 / mkv / avi videos) in {root}")
+    if any(clip.is_video for clip in clips):
+        require("av", "video", f"{what}: the videos in {root}")
     return clips
 
 

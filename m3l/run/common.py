@@ -43,6 +43,11 @@ def entry(task: Callable[[DictConfig], Any], config_name: str) -> Callable[[], A
     @functools.wraps(main)
     def main_with_hints() -> Any:
         try:
+            require_plugins(sys.argv[1:])
+        except M3LError as error:
+            print(f"m3l {config_name}: error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
+        try:
             return main()
         except SystemExit as exit:  # Hydra's own report (exit status 1): add what it leaves out on typos
             if exit.code == 1:
@@ -55,10 +60,38 @@ def entry(task: Callable[[DictConfig], Any], config_name: str) -> Callable[[], A
     return main_with_hints
 
 
+# Overrides that switch on a Hydra plugin shipped as an extra: (group, option prefix, modules, extra). Without the
+# plugin Hydra would only say "Could not find 'hydra/launcher/submitit_slurm'".
+PLUGIN_OVERRIDES = (
+    ("cluster", "", ("hydra_plugins.hydra_submitit_launcher", "submitit"), "slurm"),
+    ("hydra/launcher", "submitit", ("hydra_plugins.hydra_submitit_launcher", "submitit"), "slurm"),
+    ("hparams_search", "", ("hydra_plugins.hydra_optuna_sweeper", "optuna"), "optuna"),
+    ("hydra/sweeper", "optuna", ("hydra_plugins.hydra_optuna_sweeper", "optuna"), "optuna"),
+)
+
+
+def require_plugins(overrides: list[str]) -> None:
+    """The Hydra launcher or sweeper that an override switches on (``cluster=NAME``: submitit,
+    ``hparams_search=NAME``: Optuna) must be installed, else one line names its extra."""
+    from m3l.extras import require as require_extra
+
+    for override in overrides:
+        key, equals, value = override.partition("=")
+        for group, prefix, modules, extra in PLUGIN_OVERRIDES:
+            if equals and key.lstrip("+~") == group and value.startswith(prefix) and value not in ("", "null"):
+                for module in modules:
+                    require_extra(module, extra, override)
+
+
 def _message(error: BaseException) -> str:
     if isinstance(error, MissingMandatoryValue):
         key = error.full_key or "a key"
         return f"{key} is required (it is ??? in the config): pass {key}=... on the command line"
+    cause = error.__cause__
+    while isinstance(cause, hydra.errors.InstantiationException):
+        cause = cause.__cause__
+    if isinstance(error, hydra.errors.InstantiationException) and isinstance(cause, M3LError):
+        return str(cause)  # m3l's own line, raised while building an object (a missing extra, bad input)
     if isinstance(error, hydra.errors.InstantiationException):
         lines = [line.strip() for line in str(error).splitlines() if line.strip() and "full_key" not in line]
         message = " ".join(lines).replace(", set env var HYDRA_FULL_ERROR=1 to see chained exception.", "")
@@ -224,11 +257,24 @@ def build_datamodule(cfg: DictConfig):
     return instantiate(cfg.data, _convert_="all")
 
 
+# Lightning loggers that need an extra: (class name, module, extra).
+LOGGER_EXTRAS = (("WandbLogger", "wandb", "wandb"), ("TensorBoardLogger", "tensorboard", "tensorboard"))
+
+
 def build_logger(cfg: DictConfig):
-    """``logger`` unset: Lightning's default (TensorBoard files in the run dir); else the configured logger."""
+    """The configured logger (``logger=csv`` by default; ``logger=null``: none); one that needs an extra that is
+    not installed (wandb, tensorboard) stops with the ``pip install`` line."""
     from hydra.utils import instantiate
 
-    return True if cfg.get("logger") is None else instantiate(cfg.logger, _convert_="all")
+    from m3l.extras import require as require_extra
+
+    if cfg.get("logger") is None:
+        return False
+    target = str(cfg.logger.get("_target_", ""))
+    for name, module, extra in LOGGER_EXTRAS:
+        if target.rsplit(".", 1)[-1] == name:
+            require_extra(module, extra, f"logger ({name})")
+    return instantiate(cfg.logger, _convert_="all")
 
 
 def build_trainer(cfg: DictConfig, callbacks=(), logger=None):

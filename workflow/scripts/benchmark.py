@@ -3,13 +3,14 @@ degradation) and a plot of the PSNRs."""
 
 import sys
 
-import matplotlib
 import pandas as pd
 
 from m3l.atomic import atomic_write, remove_temporaries
+from m3l.extras import require
 from m3l.hub import WEIGHTS
 from m3l.tables import benchmark, benchmark_markdown, published_markdown, write_csv
 
+matplotlib = require("matplotlib", "workflow", "the workflow's benchmark plot")
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 

@@ -5,11 +5,12 @@ import os
 import sys
 from pathlib import Path
 
-import matplotlib
 from PIL import Image
 
+from m3l.extras import require
 from m3l.imageio import list_images
 
+matplotlib = require("matplotlib", "workflow", "the workflow's example figure")
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
