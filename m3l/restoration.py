@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from m3l import metrics
+from m3l.ensemble import ensembled
 from m3l.errors import M3LError
 from m3l.tiling import tiled
 
@@ -67,6 +68,7 @@ class RestorationModule(pl.LightningModule):
         if options:
             raise M3LError(f"metrics: unknown key(s) {sorted(options)}; known: psnrb, y_channel, crop_border")
         self.tiling: tuple[int, int] | None = None  # (tile, overlap) for evaluation; set from the config's `tile`
+        self.ensemble: str | None = None  # evaluation's self-ensemble (m3l.ensemble: x8); the config's `ensemble`
         self.test_rows: list[dict] = []
 
     def forward(self, x: torch.Tensor, **side) -> torch.Tensor:
@@ -86,9 +88,19 @@ class RestorationModule(pl.LightningModule):
 
     def restore(self, batch: dict) -> torch.Tensor:
         side = self.net_side(batch.get("side", {}))
-        if self.tiling is not None and not self.training:
-            return tiled(lambda x: self(x, **side), batch["input"], *self.tiling)
-        return self(batch["input"], **side)
+        if self.training:
+            return self(batch["input"], **side)
+        return self.evaluate(self, batch["input"], side)
+
+    def evaluate(self, run: Callable[..., torch.Tensor], x: torch.Tensor, side: dict) -> torch.Tensor:
+        """``run(x, **side)`` in evaluation, with the config's ``ensemble`` and ``tile``: the self-ensemble is
+        outermost (each of its flipped / rotated images is restored tile by tile)."""
+        if self.tiling is not None:
+            plain, tiling = run, self.tiling
+            run = lambda image, **given: tiled(lambda t: plain(t, **given), image, *tiling)  # noqa: E731
+        if self.ensemble is not None:
+            return ensembled(run, x, side, self.ensemble)
+        return run(x, **side)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.loss(self.restore(batch), batch["target"])

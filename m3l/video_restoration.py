@@ -20,7 +20,6 @@ import torch
 
 from m3l.errors import M3LError
 from m3l.restoration import RestorationModule, required_arguments
-from m3l.tiling import tiled
 
 
 def reflect_pad(clip: torch.Tensor, radius: int, dim: int = 1) -> torch.Tensor:
@@ -61,19 +60,14 @@ class VideoRestorationModule(RestorationModule):
         if self._reuses(side, centres):
             clip_side = {k: v[:, 0] for k, v in side.items()}  # one value per clip
             run = lambda x: self.net.forward_clip(x, step=self.windows_per_step, **clip_side)  # noqa: E731
-            part = clip[:, centres[0] - r:centres[-1] + r + 1]
-            return tiled(run, part, *self.tiling) if self.tiling is not None else run(part)
+            return self.evaluate(run, clip[:, centres[0] - r:centres[-1] + r + 1], {})
         step = self.windows_per_step if not self.training else len(centres)
         outputs = []
         for first in range(0, len(centres), max(1, step)):
             part = centres[first:first + step]
             windows = torch.stack([clip[:, t - r:t + r + 1] for t in part], 1).flatten(0, 1)
             frame_side = {k: v[:, list(part)].flatten(0, 1) for k, v in side.items()}
-            run = lambda x: self(x, **frame_side)  # noqa: E731
-            if self.tiling is not None and not self.training:
-                out = tiled(run, windows, *self.tiling)
-            else:
-                out = run(windows)
+            out = self(windows, **frame_side) if self.training else self.evaluate(self, windows, frame_side)
             outputs.append(out.unflatten(0, (b, len(part))))
         return torch.cat(outputs, 1)
 

@@ -211,9 +211,11 @@ def build_module(cfg: DictConfig):
 
 
 def apply_speed_options(module, cfg: DictConfig):
-    """``channels_last``, ``compile`` and ``tile`` from the config (tiling needs a RestorationModule)."""
+    """``channels_last``, ``compile``, ``tile`` and ``ensemble`` from the config (the last two need a
+    RestorationModule)."""
     import torch
 
+    from m3l.ensemble import parse
     from m3l.restoration import RestorationModule
 
     if cfg.get("channels_last"):
@@ -222,6 +224,11 @@ def apply_speed_options(module, cfg: DictConfig):
         if not isinstance(module, RestorationModule):
             raise M3LError("tile: tiled inference needs a plain nn.Module net (wrapped in RestorationModule)")
         module.tiling = (int(cfg.tile), int(cfg.get("tile_overlap", 32)))
+    ensemble = parse(cfg.get("ensemble"))
+    if ensemble is not None:
+        if not isinstance(module, RestorationModule):
+            raise M3LError("ensemble: the self-ensemble needs a plain nn.Module net (wrapped in RestorationModule)")
+        module.ensemble = ensemble
     if cfg.get("compile"):
         if isinstance(module, RestorationModule):
             module.net = torch.compile(module.net)
