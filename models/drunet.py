@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from m3l.models.common import ResBlock, level_map, pad_to_multiple
+from m3l.models.common import ResBlock, crop, level_map, pad_to_multiple
 
 
 def stage(width: int, blocks: int, bias: bool = False) -> nn.Sequential:
@@ -58,4 +58,4 @@ class DRUNet(nn.Module):
         y = self.body(skips[-1])
         for up, skip in zip(self.ups, reversed(skips[1:])):
             y = up(y + skip)
-        return self.tail(y + skips[0])[..., :h, :w]
+        return crop(self.tail(y + skips[0]), (h, w))

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from m3l.models.common import pad_to_multiple
+from m3l.models.common import crop, pad_to_multiple
 from m3l.models.drunet import UNetEncoder, stage
 
 
@@ -74,7 +74,7 @@ class FBCNN(nn.Module):
         predicted = self.predictor(deep)  # (N, 1): the compression level 1 - quality
         self.predicted_quality = 1 - predicted.detach().reshape(-1)
         given = None if quality is None else torch.as_tensor(quality, dtype=x.dtype, device=x.device).reshape(-1, 1)
-        given = None if given is None else 1 - given.expand(len(x), 1)
+        given = None if given is None else 1 - given.expand(x.shape[0], 1)  # not len(x): an int to torch.export
         self.extra_loss = (self.quality_weight * F.l1_loss(predicted, given)
                            if self.training and given is not None else None)
         code = self.embed(predicted if self.blind or given is None else given)
@@ -85,4 +85,4 @@ class FBCNN(nn.Module):
             gamma, beta = to_gamma(code), to_beta(code)
             for block in blocks:
                 y = block(y, gamma, beta)
-        return self.tail(y + skips[0])[..., :h, :w]
+        return crop(self.tail(y + skips[0]), (h, w))

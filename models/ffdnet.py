@@ -13,7 +13,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 import torch
 
-from m3l.models.common import level_map, pad_to_multiple
+from m3l.models.common import crop, level_map, pad_to_multiple
 
 
 class FFDNet(nn.Module):
@@ -28,9 +28,10 @@ class FFDNet(nn.Module):
         layers += [nn.Conv2d(width, sub, 3, padding=1)]
         self.body = nn.Sequential(*layers)
         self.down, self.up = nn.PixelUnshuffle(2), nn.PixelShuffle(2)
+        self.multiple = 2  # sizes are padded to a multiple of it
 
     def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
-        x, (h, w) = pad_to_multiple(x, 2)
+        x, (h, w) = pad_to_multiple(x, self.multiple)
         sub = self.down(x)
         out = self.up(self.body(torch.cat([sub, level_map(sigma, sub)], 1)))
-        return out[..., :h, :w]
+        return crop(out, (h, w))

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from m3l.models.common import pad_to_multiple
+from m3l.models.common import crop, pad_to_multiple
 
 
 class LayerNorm2d(nn.Module):
@@ -45,14 +45,22 @@ def simple_gate(x: Tensor) -> Tensor:
 
 def local_mean(x: Tensor, window: int) -> Tensor:
     """Mean over ``window x window`` neighbourhoods (windows inside the image, clamped at the borders);
-    the global mean when the image is not larger than the window."""
-    h, w = x.shape[-2:]
-    if window <= 0 or (h <= window and w <= window):
+    the global mean when the image is not larger than the window.
+
+    Box sums from running sums (in float64, exact enough at any image size), one side after the other: each
+    pixel's window starts at ``clamp(i - (k - 1) // 2, 0, size - k)``, ``k = min(window, size)``. No branch on
+    the size, so ``torch.export`` keeps height and width dynamic.
+    """
+    if window <= 0:
         return x.mean((-2, -1), keepdim=True)
-    kh, kw = min(window, h), min(window, w)
-    pooled = F.avg_pool2d(x, (kh, kw), stride=1)
-    top, left = (h - pooled.shape[-2]) // 2, (w - pooled.shape[-1]) // 2
-    return F.pad(pooled, (left, w - pooled.shape[-1] - left, top, h - pooled.shape[-2] - top), mode="replicate")
+    sums = x.double()
+    for dim in (-2, -1):
+        size = x.shape[dim]
+        k = torch.sym_min(window, size)
+        start = (torch.arange(size, device=x.device) - (k - 1) // 2).clamp(0, size - k)
+        running = F.pad(sums.cumsum(dim), (0, 0, 1, 0) if dim == -2 else (1, 0))  # running[j]: sum of the first j
+        sums = (running.index_select(dim, start + k) - running.index_select(dim, start)) / k
+    return sums.to(x.dtype)
 
 
 class NAFBlock(nn.Module):
@@ -97,6 +105,7 @@ class NAFNet(nn.Module):
             self.decoders.append(nn.Sequential(*[NAFBlock(c) for _ in range(n)]))
         self.ending = nn.Conv2d(width, channels, 3, padding=1)
         self.levels, self.tlc_size = len(encoder_blocks), tlc_size
+        self.multiple = 2**self.levels  # sizes are padded to a multiple of it
 
     def _set_tlc(self, on: bool) -> None:
         stages = [*self.encoders, self.middle, *reversed(self.decoders)]
@@ -107,7 +116,7 @@ class NAFNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         self._set_tlc(bool(self.tlc_size) and not self.training)
-        inp, (h, w) = pad_to_multiple(x, 2**self.levels, mode="constant")
+        inp, (h, w) = pad_to_multiple(x, self.multiple, mode="constant")
         y, skips = self.intro(inp), []
         for encoder, down in zip(self.encoders, self.downs):
             y = encoder(y)
@@ -116,4 +125,4 @@ class NAFNet(nn.Module):
         y = self.middle(y)
         for decoder, up, skip in zip(self.decoders, self.ups, reversed(skips)):
             y = decoder(up(y) + skip)
-        return (self.ending(y) + inp)[..., :h, :w]
+        return crop(self.ending(y) + inp, (h, w))

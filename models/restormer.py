@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from m3l.models.common import pad_to_multiple
+from m3l.models.common import crop, pad_to_multiple
 from m3l.models.nafnet import LayerNorm2d
 
 
@@ -123,4 +123,4 @@ class Restormer(nn.Module):
                 y = self.downs[i](y)
         for up, reduce, decoder, skip in zip(self.ups, self.reduces, self.decoders, reversed(skips)):
             y = decoder(reduce(torch.cat([up(y), skip], 1)))
-        return (self.output(self.refinement(y)) + inp)[..., :h, :w]
+        return crop(self.output(self.refinement(y)) + inp, (h, w))

@@ -10,8 +10,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from m3l.models.common import crop, pad_to_multiple
 
 
 class PerFrame(nn.Module):
@@ -89,6 +90,7 @@ class FastDVDnet(nn.Module):
     """
 
     frames = 5
+    multiple = 4  # sizes are padded to a multiple of it
 
     def __init__(self, channels: int = 3, widths: tuple[int, int, int] = (32, 64, 128), per_frame: int = 30):
         super().__init__()
@@ -97,10 +99,8 @@ class FastDVDnet(nn.Module):
 
     def _padded(self, x: torch.Tensor, sigma) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` ``(N, T, C, H, W)`` reflection-padded to sizes divisible by 4, and its noise map ``(N, 1, H', W')``."""
-        n, t, c, h, w = x.shape
-        ph, pw = -h % 4, -w % 4
-        if ph or pw:
-            x = F.pad(x.reshape(n, t * c, h, w), (0, pw, 0, ph), mode="reflect").reshape(n, t, c, h + ph, w + pw)
+        n = x.shape[0]
+        x = pad_to_multiple(x, self.multiple, mode="reflect")[0]
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)
         return x, sigma.expand(n, 1, *x.shape[-2:])
 
@@ -112,7 +112,7 @@ class FastDVDnet(nn.Module):
         frames = x.unbind(1)
         middle = [self.stage1(frames[i:i + 3], noise_map) for i in range(3)]
         out = self.stage2(tuple(middle), noise_map)
-        return out[..., :h, :w]
+        return crop(out, (h, w))
 
     @staticmethod
     def _triples(block: nn.Module, x: torch.Tensor, noise_map: torch.Tensor, centres: range) -> torch.Tensor:
@@ -139,4 +139,4 @@ class FastDVDnet(nn.Module):
             done = last + 1  # middle: stage-1 outputs of the triples centred on first - 1 .. last
             outputs.append(self._triples(self.stage2, middle, noise_map, range(1, middle.shape[1] - 1)))
             kept = middle[:, -2:]
-        return torch.cat(outputs, 1)[..., :h, :w]
+        return crop(torch.cat(outputs, 1), (h, w))

@@ -107,7 +107,8 @@ def test_missing_side_information_is_one_clear_error():
 
 def test_tlc_local_mean_is_global_on_small_images_and_local_on_large_ones():
     x = torch.arange(64.0).reshape(1, 1, 8, 8)
-    assert torch.equal(local_mean(x, 8), x.mean((-2, -1), keepdim=True).expand_as(x)[..., :1, :1])
+    assert torch.equal(local_mean(x, 8), x.mean((-2, -1), keepdim=True).expand_as(x))
+    assert torch.equal(local_mean(x[..., :5], 6)[0, 0, 4], x[0, 0, 2:8, :5].mean().expand(5))  # a short side: all
     local = local_mean(x, 3)
     assert local.shape == x.shape
     assert local[0, 0, 4, 4] == x[0, 0, 3:6, 3:6].mean()
