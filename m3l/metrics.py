@@ -111,3 +111,16 @@ def evaluate(output: torch.Tensor, target: torch.Tensor, names=("psnr", "ssim"),
              crop_border: int = 0) -> dict[str, torch.Tensor]:
     """``{name: per-image values}`` for the metrics ``names`` (of ``psnr``, ``ssim``, ``psnrb``)."""
     return {name: METRICS[name](output, target, y_channel, crop_border) for name in names}
+
+
+def protocol(config=None) -> tuple[tuple[str, ...], dict]:
+    """The config key ``metrics`` (``psnrb``, ``y_channel``, ``crop_border``) as the metric names and the keyword
+    arguments of :func:`evaluate`; an unknown key is one line naming the known ones."""
+    from m3l.errors import M3LError
+
+    options = dict(config or {})
+    names = ("psnr", "ssim", "psnrb") if options.pop("psnrb", False) else ("psnr", "ssim")
+    kwargs = {"y_channel": bool(options.pop("y_channel", False)), "crop_border": int(options.pop("crop_border", 0))}
+    if options:
+        raise M3LError(f"metrics: unknown key(s) {sorted(options)}; known: psnrb, y_channel, crop_border")
+    return names, kwargs

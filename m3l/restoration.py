@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from m3l import metrics
+from m3l.metrics import protocol as metric_protocol
 from m3l.ensemble import ensembled
 from m3l.errors import M3LError
 from m3l.tiling import tiled
@@ -61,12 +62,7 @@ class RestorationModule(pl.LightningModule):
         self.scheduler_interval = scheduler_interval
         self.side_arguments = forward_arguments(net)
         self.required_side = required_arguments(net)
-        options = dict(metrics or {})
-        self.metric_names = ("psnr", "ssim", "psnrb") if options.pop("psnrb", False) else ("psnr", "ssim")
-        self.metric_options = {"y_channel": bool(options.pop("y_channel", False)),
-                               "crop_border": int(options.pop("crop_border", 0))}
-        if options:
-            raise M3LError(f"metrics: unknown key(s) {sorted(options)}; known: psnrb, y_channel, crop_border")
+        self.metric_names, self.metric_options = metric_protocol(metrics)
         self.tiling: tuple[int, int] | None = None  # (tile, overlap) for evaluation; set from the config's `tile`
         self.ensemble: str | None = None  # evaluation's self-ensemble (m3l.ensemble: x8); the config's `ensemble`
         self.test_rows: list[dict] = []

@@ -31,14 +31,14 @@ def register_search_path() -> None:
     register()
 
 
-def entry(task: Callable[[DictConfig], Any], config_name: str) -> Callable[[], Any]:
-    """A Hydra main for ``task``, composed from ``configs/<config_name>.yaml``."""
+def entry(task: Callable[[DictConfig], Any], config_name: str, model: bool = True) -> Callable[[], Any]:
+    """A Hydra main for ``task``, composed from ``configs/<config_name>.yaml`` (``model``: it needs model=NAME)."""
     register_search_path()
 
     @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=config_name)
     @functools.wraps(task)
     def main(cfg: DictConfig) -> Any:
-        return run(task, cfg, config_name)
+        return run(task, cfg, config_name, model)
 
     @functools.wraps(main)
     def main_with_hints() -> Any:
@@ -110,7 +110,7 @@ def _quiet_disk_full(args) -> None:
         threading.__excepthook__(args)
 
 
-def run(task: Callable[[DictConfig], Any], cfg: DictConfig, name: str) -> Any:
+def run(task: Callable[[DictConfig], Any], cfg: DictConfig, name: str, model: bool = True) -> Any:
     """Seed, record the run, run ``task``; bad input ends with one line on stderr and exit status 2.
 
     Set ``M3L_DEBUG=1`` (or ``HYDRA_FULL_ERROR=1``) to get the full traceback instead.
@@ -120,7 +120,7 @@ def run(task: Callable[[DictConfig], Any], cfg: DictConfig, name: str) -> Any:
     from m3l.runinfo import run_info, write_run_info
 
     try:
-        if cfg.get("net") is None:
+        if model and cfg.get("net") is None:
             raise M3LError(f"no model chosen: pass model=NAME, one of: {', '.join(available('model'))}")
         import pytorch_lightning as pl
 

@@ -1,0 +1,134 @@
+"""Score another method's results: ``python -m m3l.run.score clean_dir=DIR restored_dir=DIR [degraded_dir=DIR]``.
+
+Each clean image (searched recursively) is matched with the restored image of the same relative name, any image
+extension (``sub/a.png`` with ``sub/a.jpg``: what ``m3l.run.correct`` and most methods write), and measured as
+``m3l.run.test`` measures (:mod:`m3l.metrics`, the same ``metrics.*`` keys: ``psnrb``, ``y_channel``,
+``crop_border``). Writes the same two tables as the test: ``per_image_csv`` (one row per image; ``*_input`` columns
+when ``degraded_dir`` is given) and ``metrics_csv`` (the mean row: dataset, degradation, n_images, psnr, ssim),
+so :mod:`m3l.tables` aggregates them with m3l's own results, and prints the summary.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from m3l.errors import M3LError
+from m3l.run.common import entry
+
+GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
+
+
+def names(key: str, folder: str) -> dict[str, Path]:
+    """``{relative name without extension: image}`` of ``folder``; one line if it is no folder of images or two
+    of its images differ only by extension."""
+    from m3l.imageio import list_images
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise M3LError(f"{key}: {root} is not a folder: give the folder of images")
+    found: dict[str, Path] = {}
+    for path in list_images(root):
+        name = path.relative_to(root).with_suffix("").as_posix()
+        if name in found:
+            raise M3LError(f"{key}: {found[name]} and {path} have the same name; images are matched by name, "
+                           f"whatever their extension: keep one")
+        found[name] = path
+    if not found:
+        raise M3LError(f"{key}: no images (png, jpg, bmp, tif, ...) in {root}")
+    return found
+
+
+def listed(paths, root: Path, most: int = 5) -> str:
+    shown = [p.relative_to(root).as_posix() if isinstance(p, Path) else p for p in sorted(paths)[:most]]
+    return ", ".join(shown) + (f" and {len(paths) - most} more" if len(paths) > most else "")
+
+
+def match(clean: dict[str, Path], other: dict[str, Path], key: str, folder: str, clean_dir: str) -> None:
+    """One line naming the clean images ``other`` lacks and the images of ``other`` without a clean one."""
+    missing, extra = sorted(set(clean) - set(other)), sorted(set(other) - set(clean))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"lacks {len(missing)} of the clean images ({listed([clean[n] for n in missing], Path(clean_dir))})")
+        if extra:
+            parts.append(f"has {len(extra)} with no clean image of the same name in {clean_dir} "
+                         f"({listed([other[n] for n in extra], Path(folder))})")
+        raise M3LError(f"{key}: {folder} " + " and ".join(parts) + "; images are matched by relative name, any "
+                       f"extension")
+
+
+def read(path: Path, channels: int):
+    """``(1, C, H, W)`` in [0, 1]; one line naming the file if it cannot be read."""
+    from m3l.imageio import read_image
+
+    try:
+        return read_image(path, channels)[None]
+    except (OSError, ValueError, SyntaxError) as error:
+        raise M3LError(f"{path}: cannot read it as an image ({error})") from None
+
+
+def channels_of(path: Path) -> int:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return 1 if image.mode in GRAY_MODES else 3
+    except (OSError, ValueError, SyntaxError) as error:
+        raise M3LError(f"{path}: cannot read it as an image ({error})") from None
+
+
+def score(cfg: DictConfig) -> None:
+    import pandas as pd
+
+    from m3l.metrics import evaluate, protocol
+    from m3l.run.common import require
+    from m3l.run.test import print_table
+    from m3l.tables import summarize, write_csv
+
+    require(cfg, "clean_dir", "restored_dir")
+    if cfg.channels not in (None, 1, 3):
+        raise M3LError(f"channels: {cfg.channels} is not 1 (gray) or 3 (RGB); null reads each as its clean image")
+    metric_names, options = protocol(cfg.metrics)
+    clean = names("clean_dir", cfg.clean_dir)
+    restored = names("restored_dir", cfg.restored_dir)
+    match(clean, restored, "restored_dir", cfg.restored_dir, cfg.clean_dir)
+    degraded = None
+    if cfg.degraded_dir is not None:
+        degraded = names("degraded_dir", cfg.degraded_dir)
+        match(clean, degraded, "degraded_dir", cfg.degraded_dir, cfg.clean_dir)
+    dataset = cfg.dataset_name or Path(cfg.clean_dir).resolve().name
+    degradation = cfg.degradation_name or Path(cfg.restored_dir).resolve().name
+
+    rows = []
+    for name, clean_path in clean.items():
+        channels = cfg.channels or channels_of(clean_path)
+        target = read(clean_path, channels)
+        images = {"": restored[name], "_input": degraded[name] if degraded else None}
+        row = {"dataset": dataset, "degradation": degradation, "image": clean_path.relative_to(cfg.clean_dir).as_posix(),
+               "height": target.shape[-2], "width": target.shape[-1]}
+        for suffix, path in images.items():
+            if path is None:
+                continue
+            image = read(path, channels)
+            if image.shape[-2:] != target.shape[-2:]:
+                raise M3LError(f"{path}: {image.shape[-1]}x{image.shape[-2]} pixels, but the clean {clean_path} is "
+                               f"{target.shape[-1]}x{target.shape[-2]}: images are compared at the same size")
+            row.update({f"{metric}{suffix}": float(values[0])
+                        for metric, values in evaluate(image, target, metric_names, **options).items()})
+        rows.append(row)
+
+    per_image = pd.DataFrame(rows)
+    summary = summarize(per_image)
+    write_csv(per_image, cfg.per_image_csv)
+    write_csv(summary, cfg.metrics_csv)
+    print_table(summary, f"{cfg.restored_dir} against {cfg.clean_dir}")
+    print(f"per-image results: {cfg.per_image_csv}")
+    print(f"metrics: {cfg.metrics_csv}")
+
+
+main = entry(score, "score", model=False)
+
+if __name__ == "__main__":
+    main()
