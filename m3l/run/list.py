@@ -1,0 +1,92 @@
+"""What m3l can run: ``python -m m3l.run.list [models|weights]``.
+
+``models``: every model config (``model=NAME``; yours in ``~/.config/m3l/model/`` too), with its data and
+degradation, its net, the parameters of its default (CPU-sized) net, its released weights and its config file.
+``weights``: every entry of the pretrained weights table (:data:`m3l.hub.WEIGHTS`, ``net.pretrained=NAME``): its
+model and family, what it is published to reach, and whether it is already in torch.hub's cache. Both by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+
+def model_rows() -> list[tuple[str, ...]]:
+    """``(name, data (degradation), net, parameters, weights, config file)`` of each model config."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from m3l.hub import WEIGHTS
+    from m3l.run.common import register_search_path
+
+    register_search_path()
+    rows = []
+    with initialize_config_module("m3l.configs", version_base="1.3"):
+        repository = GlobalHydra.instance().config_loader().repository
+        for name in sorted(GlobalHydra.instance().config_loader().get_group_options("model")):
+            cfg = compose("test", overrides=[f"model={name}"], return_hydra_config=True)
+            choices = cfg.hydra.runtime.choices
+            degradation = choices.get("degradation@data.degradation") or "clean"
+            net_cfg = OmegaConf.to_container(cfg.net, resolve=True)
+            net_cfg.pop("pretrained", None)
+            parameters = sum(p.numel() for p in instantiate(net_cfg, _convert_="all").parameters())
+            weights = sum(w.model == name for w in WEIGHTS.values())
+            source = repository.load_config(f"model/{name}")
+            where = source.path.removeprefix("pkg://m3l.configs").removeprefix("file://").lstrip("/")
+            rows.append((name, f"{choices.data} ({degradation})", net_cfg["_target_"].rsplit(".", 1)[-1], f"{parameters / 1e6:.2f}M",
+                         str(weights or "-"), f"{where}/model/{name}.yaml" if where else f"configs/model/{name}.yaml"))
+    return rows
+
+
+def published(metrics: dict, most: int = 2) -> str:
+    """The first published numbers of an entry, ``set12/sigma25 30.44 dB``."""
+    shown = [f"{key.rsplit('/', 1)[0]} {value:.2f} dB" if key.endswith("/psnr") else f"{key} {value}"
+             for key, value in metrics.items() if key.endswith("/psnr")][:most]
+    more = sum(key.endswith("/psnr") for key in metrics) - len(shown)
+    return ", ".join(shown) + (f" (+{more})" if more > 0 else "") or "-"
+
+
+def weights_rows() -> list[tuple[str, ...]]:
+    """``(name, model, family, published, cached)`` of each :data:`m3l.hub.WEIGHTS` entry."""
+    import torch
+
+    from m3l.hub import WEIGHTS
+
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    return [(w.name, w.model, w.family, published(w.metrics), "yes" if (cache / w.filename).is_file() else "no")
+            for w in WEIGHTS.values()]
+
+
+def show(title: str, columns: tuple[str, ...], rows, console: Console) -> None:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m m3l.run.list", description=__doc__.splitlines()[0])
+    parser.add_argument("what", nargs="?", choices=("models", "weights"), help="list only these (default: both)")
+    args = parser.parse_args(argv)
+    console = Console()
+    if args.what in (None, "models"):
+        show("models: python -m m3l.run.train|test|correct model=NAME",
+             ("model", "data (degradation)", "net", "parameters (default net)", "weights", "config"), model_rows(), console)
+    if args.what in (None, "weights"):
+        import torch
+
+        show(f"weights: net.pretrained=NAME (cache: {Path(torch.hub.get_dir()) / 'checkpoints'})",
+             ("name", "model", "family", "published PSNR", "downloaded"), weights_rows(), console)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

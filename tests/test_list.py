@@ -1,0 +1,43 @@
+"""python -m m3l.run.list: the model configs and the pretrained weights table."""
+
+import re
+import subprocess
+import sys
+
+from conftest import REPO
+from m3l.hub import WEIGHTS
+
+
+def rows(text: str) -> dict[str, str]:
+    """``{first cell: whole row}`` of rich's tables."""
+    found = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in re.split(r"[│┃]", line)[1:-1]]
+        if cells and cells[0]:
+            found[cells[0]] = " | ".join(cells)
+    return found
+
+
+def test_lists_every_model_config_and_weights_entry_with_what_is_downloaded(m3l_env, tmp_path):
+    cached = WEIGHTS["dncnn_sigma25"]
+    (tmp_path / "torch" / "hub" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "torch" / "hub" / "checkpoints" / cached.filename).write_bytes(b"weights")
+    result = subprocess.run([sys.executable, "-m", "m3l.run.list"], env={**m3l_env, "COLUMNS": "250",
+                            "TORCH_HOME": str(tmp_path / "torch")}, capture_output=True, text=True, timeout=300,
+                            check=True)
+    listed = rows(result.stdout)
+    configs = sorted(p.stem for p in (REPO / "configs" / "model").glob("*.yaml"))
+    assert len(configs) > 10 and all(f"configs/model/{name}.yaml" in listed.get(name, "") for name in configs)
+    assert "DnCNN" in listed["dncnn"] and "FastDVDnet" in listed["fastdvdnet"] and "jpeg" in listed["fbcnn"]
+    assert set(WEIGHTS) <= set(listed)
+    assert listed["dncnn_sigma25"].endswith("| yes") and "set12/sigma25 30.44 dB" in listed["dncnn_sigma25"]
+    assert all(listed[name].endswith("| no") for name in WEIGHTS if name != "dncnn_sigma25")
+
+
+def test_weights_alone(capsys, monkeypatch):
+    from m3l.run.list import main
+
+    monkeypatch.setenv("COLUMNS", "250")
+    assert main(["weights"]) == 0
+    listed = rows(capsys.readouterr().out)
+    assert set(WEIGHTS) <= set(listed) and "dncnn" not in listed  # no models table
