@@ -21,7 +21,7 @@ ENSEMBLES = {"x8": tuple((k, flip) for flip in (False, True) for k in range(4))}
 
 
 def parse(value) -> str | None:
-    """The config's ``ensemble`` value checked: ``None`` (null, false, none: no ensemble) or a name of :data:`ENSEMBLES`."""
+    """The config's ``ensemble`` checked: ``None`` (null, false, none: no ensemble) or a name of :data:`ENSEMBLES`."""
     if value in (None, False) or str(value).lower() in ("none", "null", "false", ""):
         return None
     if str(value) not in ENSEMBLES:

@@ -27,8 +27,8 @@ def test_scores_a_corrected_folder_as_skimage_measures_its_files(run_m3l, tmp_pa
     run_m3l("correct", "model=dncnn", "net.depth=3", "net.width=8", f"checkpoint={tiny_checkpoint}",
             "data.correct_dir=noisy", "serializer.root_dir=restored", "data.num_workers=0")
     (tmp_path / "noisy" / "a.png").rename(tmp_path / "noisy" / "a.bmp")  # matched by name, any extension
-    result = run_m3l("score", "clean_dir=clean", "restored_dir=restored", "degraded_dir=noisy", "degradation_name=sigma20",
-                     "hydra.run.dir=run")
+    result = run_m3l("score", "clean_dir=clean", "restored_dir=restored", "degraded_dir=noisy",
+                     "degradation_name=sigma20", "hydra.run.dir=run")
     per_image = pd.read_csv(tmp_path / "run" / "per_image.csv")
     assert list(per_image.columns) == ["dataset", "degradation", "image", "height", "width", "psnr", "ssim",
                                        "psnr_input", "ssim_input"]  # m3l.run.test's per_image.csv columns

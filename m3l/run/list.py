@@ -39,7 +39,8 @@ def model_rows() -> list[tuple[str, ...]]:
             weights = sum(w.model == name for w in WEIGHTS.values())
             source = repository.load_config(f"model/{name}")
             where = source.path.removeprefix("pkg://m3l.configs").removeprefix("file://").lstrip("/")
-            rows.append((name, f"{choices.data} ({degradation})", net_cfg["_target_"].rsplit(".", 1)[-1], f"{parameters / 1e6:.2f}M",
+            net = net_cfg["_target_"].rsplit(".", 1)[-1]
+            rows.append((name, f"{choices.data} ({degradation})", net, f"{parameters / 1e6:.2f}M",
                          str(weights or "-"), f"{where}/model/{name}.yaml" if where else f"configs/model/{name}.yaml"))
     return rows
 
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     if args.what in (None, "models"):
         show("models: python -m m3l.run.train|test|correct model=NAME",
-             ("model", "data (degradation)", "net", "parameters (default net)", "weights", "config"), model_rows(), console)
+             ("model", "data (degradation)", "net", "parameters (default net)", "weights", "config"), model_rows(),
+             console)
     if args.what in (None, "weights"):
         import torch
 

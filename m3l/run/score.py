@@ -51,7 +51,8 @@ def match(clean: dict[str, Path], other: dict[str, Path], key: str, folder: str,
     if missing or extra:
         parts = []
         if missing:
-            parts.append(f"lacks {len(missing)} of the clean images ({listed([clean[n] for n in missing], Path(clean_dir))})")
+            lacking = listed([clean[n] for n in missing], Path(clean_dir))
+            parts.append(f"lacks {len(missing)} of the clean images ({lacking})")
         if extra:
             parts.append(f"has {len(extra)} with no clean image of the same name in {clean_dir} "
                          f"({listed([other[n] for n in extra], Path(folder))})")
@@ -106,7 +107,8 @@ def score(cfg: DictConfig) -> None:
         channels = cfg.channels or channels_of(clean_path)
         target = read(clean_path, channels)
         images = {"": restored[name], "_input": degraded[name] if degraded else None}
-        row = {"dataset": dataset, "degradation": degradation, "image": clean_path.relative_to(cfg.clean_dir).as_posix(),
+        relative = clean_path.relative_to(cfg.clean_dir).as_posix()
+        row = {"dataset": dataset, "degradation": degradation, "image": relative,
                "height": target.shape[-2], "width": target.shape[-1]}
         for suffix, path in images.items():
             if path is None:
