@@ -1,11 +1,12 @@
 """Export a trained model for deployment: ``python -m m3l.run.export model=NAME checkpoint=PATH out=FILE
-[format=export|torchscript]``.
+[format=export|onnx|torchscript]``.
 
 Builds ``net`` from the config (so ``net.*`` overrides apply), loads the checkpoint's weights and writes
-one file that runs with PyTorch alone (see :mod:`m3l.export`): ``format=export`` (the default,
-``torch.export``, a ``.pt2`` archive) or ``format=torchscript`` (deprecated since torch 2.13). Height,
-width and batch stay dynamic; the file is checked against the checkpoint on another image size before
-it is kept. ``deploy/correct_exported.py`` corrects a folder with it using torch and Pillow only.
+one file that runs without m3l (see :mod:`m3l.export`): ``format=export`` (the default, ``torch.export``,
+a ``.pt2`` archive), ``format=onnx`` (an ONNX model, checked with onnxruntime) or ``format=torchscript``
+(deprecated since torch 2.13). Height, width and batch stay dynamic; the file is checked against the
+checkpoint on another image size before it is kept. ``deploy/correct_exported.py`` corrects a folder
+with a ``.pt2`` or TorchScript file using torch and Pillow only.
 """
 
 from __future__ import annotations
