@@ -46,8 +46,8 @@ def ensembled(restore: Callable[..., torch.Tensor], x: torch.Tensor, side: dict 
               name: str = "x8") -> torch.Tensor:
     """The mean of ``invert(restore(transform(x), **transformed side))`` over the transforms of ``name``.
 
-    Each pass runs on its own (memory: one pass and the running sum); the sum is kept in float32 at least, so
-    a bf16 / fp16 net output is averaged without extra rounding, and returned in the net's output dtype.
+    Each pass runs on its own (memory: one pass and the running sum). The mean is in float32 at least: a bf16 /
+    fp16 output (``trainer.precision=bf16-mixed``) is averaged and returned without rounding to 8 mantissa bits.
     """
     side = dict(side or {})
     size = x.shape[-2:]
@@ -56,10 +56,9 @@ def ensembled(restore: Callable[..., torch.Tensor], x: torch.Tensor, side: dict 
         spatial = isinstance(value, torch.Tensor) and value.ndim >= 2 and value.shape[-2:] == size
         return transform(value, k, flip) if spatial else value
 
-    total, dtype, pairs = None, None, ENSEMBLES[name]
+    total, pairs = None, ENSEMBLES[name]
     for k, flip in pairs:
         y = invert(restore(transform(x, k, flip), **{key: moved(v, k, flip) for key, v in side.items()}), k, flip)
-        dtype = y.dtype
         y = y.to(torch.promote_types(y.dtype, torch.float32))
         total = y if total is None else total + y
-    return (total / len(pairs)).to(dtype)
+    return total / len(pairs)

@@ -53,6 +53,7 @@ def test_x8_of_an_equivariant_op_is_the_op():
     box = lambda x: nn.functional.avg_pool2d(x, 3, stride=1, padding=1) * 2 + x**2  # noqa: E731
     x = torch.rand(1, 3, 9, 14)
     torch.testing.assert_close(ensembled(box, x), box(x), atol=1e-6, rtol=0)
+    assert ensembled(lambda t: (t * 0.3).bfloat16(), x).dtype == torch.float32  # bf16 outputs: a float32 mean
     shift = lambda x: torch.roll(x, 1, -1)  # noqa: E731  (not equivariant: the test can fail)
     assert (ensembled(shift, x) - shift(x)).abs().max() > 1e-2
 
