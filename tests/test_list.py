@@ -6,6 +6,7 @@ import sys
 
 from conftest import REPO
 from m3l.hub import WEIGHTS
+from m3l.models.dncnn import DnCNN
 
 
 def rows(text: str) -> dict[str, str]:
@@ -19,15 +20,21 @@ def rows(text: str) -> dict[str, str]:
 
 
 def test_lists_every_model_config_and_weights_entry_with_what_is_downloaded(m3l_env, tmp_path):
+    (tmp_path / "xdg" / "m3l" / "model").mkdir(parents=True)  # a user's own model config, beside the built-in ones
+    (tmp_path / "xdg" / "m3l" / "model" / "mine.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - dncnn\n  - _self_\nnet:\n  width: 4\n  depth: 3\n")
     cached = WEIGHTS["dncnn_sigma25"]
     (tmp_path / "torch" / "hub" / "checkpoints").mkdir(parents=True)
     (tmp_path / "torch" / "hub" / "checkpoints" / cached.filename).write_bytes(b"weights")
     result = subprocess.run([sys.executable, "-m", "m3l.run.list"], env={**m3l_env, "COLUMNS": "250",
-                            "TORCH_HOME": str(tmp_path / "torch")}, capture_output=True, text=True, timeout=300,
+                            "TORCH_HOME": str(tmp_path / "torch"), "XDG_CONFIG_HOME": str(tmp_path / "xdg")}, capture_output=True, text=True, timeout=300,
                             check=True)
     listed = rows(result.stdout)
     configs = sorted(p.stem for p in (REPO / "configs" / "model").glob("*.yaml"))
     assert len(configs) > 10 and all(f"configs/model/{name}.yaml" in listed.get(name, "") for name in configs)
+    assert "| DnCNN | 556,097 | 6 |" in listed["dncnn"]  # DnCNN-17 with 64 channels, 6 weights entries
+    mine = sum(p.numel() for p in DnCNN(depth=3, width=4).parameters())
+    assert listed["mine"].endswith(f"| DnCNN | {mine:,} | - | {tmp_path}/xdg/m3l/model/mine.yaml")
     assert "DnCNN" in listed["dncnn"] and "FastDVDnet" in listed["fastdvdnet"] and "jpeg" in listed["fbcnn"]
     assert set(WEIGHTS) <= set(listed)
     assert listed["dncnn_sigma25"].endswith("| yes") and "set12/sigma25 30.44 dB" in listed["dncnn_sigma25"]

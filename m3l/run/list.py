@@ -30,18 +30,22 @@ def model_rows() -> list[tuple[str, ...]]:
     with initialize_config_module("m3l.configs", version_base="1.3"):
         repository = GlobalHydra.instance().config_loader().repository
         for name in sorted(GlobalHydra.instance().config_loader().get_group_options("model")):
-            cfg = compose("test", overrides=[f"model={name}"], return_hydra_config=True)
-            choices = cfg.hydra.runtime.choices
-            degradation = choices.get("degradation@data.degradation") or "clean"
-            net_cfg = OmegaConf.to_container(cfg.net, resolve=True)
-            net_cfg.pop("pretrained", None)
-            parameters = sum(p.numel() for p in instantiate(net_cfg, _convert_="all").parameters())
-            weights = sum(w.model == name for w in WEIGHTS.values())
             source = repository.load_config(f"model/{name}")
-            where = source.path.removeprefix("pkg://m3l.configs").removeprefix("file://").lstrip("/")
+            folder = source.path.removeprefix("file://")  # a user folder; pkg://m3l.configs: the built-in ones
+            where = f"configs/model/{name}.yaml" if folder.startswith("pkg://") else f"{folder}/model/{name}.yaml"
+            weights = str(sum(w.model == name for w in WEIGHTS.values()) or "-")
+            try:
+                cfg = compose("test", overrides=[f"model={name}"], return_hydra_config=True)
+                choices = cfg.hydra.runtime.choices
+                net_cfg = OmegaConf.to_container(cfg.net, resolve=True)
+                net_cfg.pop("pretrained", None)
+                parameters = sum(p.numel() for p in instantiate(net_cfg, _convert_="all").parameters())
+            except Exception as error:  # a broken user config: say so in its row, list the others
+                rows.append((name, f"cannot build it: {str(error).splitlines()[0]}", "", "", weights, where))
+                continue
+            degradation = choices.get("degradation@data.degradation") or "clean"
             net = net_cfg["_target_"].rsplit(".", 1)[-1]
-            rows.append((name, f"{choices.data} ({degradation})", net, f"{parameters / 1e6:.2f}M",
-                         str(weights or "-"), f"{where}/model/{name}.yaml" if where else f"configs/model/{name}.yaml"))
+            rows.append((name, f"{choices.data} ({degradation})", net, f"{parameters:,}", weights, where))
     return rows
 
 
