@@ -26,9 +26,9 @@ def test_lists_every_model_config_and_weights_entry_with_what_is_downloaded(m3l_
     cached = WEIGHTS["dncnn_sigma25"]
     (tmp_path / "torch" / "hub" / "checkpoints").mkdir(parents=True)
     (tmp_path / "torch" / "hub" / "checkpoints" / cached.filename).write_bytes(b"weights")
-    result = subprocess.run([sys.executable, "-m", "m3l.run.list"], env={**m3l_env, "COLUMNS": "250",
-                            "TORCH_HOME": str(tmp_path / "torch"), "XDG_CONFIG_HOME": str(tmp_path / "xdg")}, capture_output=True, text=True, timeout=300,
-                            check=True)
+    env = {**m3l_env, "COLUMNS": "300", "TORCH_HOME": str(tmp_path / "torch"), "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    result = subprocess.run([sys.executable, "-m", "m3l.run.list"], env=env, capture_output=True, text=True,
+                            timeout=300, check=True)
     listed = rows(result.stdout)
     configs = sorted(p.stem for p in (REPO / "configs" / "model").glob("*.yaml"))
     assert len(configs) > 10 and all(f"configs/model/{name}.yaml" in listed.get(name, "") for name in configs)
