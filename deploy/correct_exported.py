@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Correct images with a model exported by ``python -m m3l.run.export``, using only torch and Pillow.
 
-    python deploy/correct_exported.py MODEL_FILE IN OUT [--device cpu|cuda] [--threads N]
+    python deploy/correct_exported.py MODEL_FILE IN OUT [--sigma S] [--quality Q] [--device cpu|cuda] [--threads N]
 
 ``MODEL_FILE`` is a ``torch.export`` archive (``format=export``) or a TorchScript file
 (``format=torchscript``); which one is read from the file itself. ``IN`` is an image or a folder
 (searched recursively); each corrected image is written under ``OUT`` as an 8-bit PNG with the input's
 relative path and name, through a temporary file and a rename. Unreadable files are skipped with a
-warning. Copy this file next to the model: it imports nothing from m3l, Lightning or Hydra.
+warning, and so are images under the model's minimum size (``min_size``: the U-Nets take from their
+padding multiple + 1 pixels on). A model that takes the noise level (FFDNet, DRUNet) needs ``--sigma``
+(0-255), a non-blind FBCNN ``--quality`` (1-100). Copy this file next to the model: it imports nothing
+from m3l, Lightning or Hydra. (Video models and ONNX files: run them yourself, see the README.)
 """
 
 from __future__ import annotations
@@ -78,9 +81,15 @@ def write_png(image: torch.Tensor, path: Path) -> None:
         raise
 
 
-def correct(model: torch.nn.Module, channels: int, source: Path, out: Path, device: str = "cpu") -> tuple[int, list[str]]:
-    """Correct every image under ``source`` into ``out``; returns (written, skipped names)."""
+SCALES = {"sigma": 255.0, "quality": 100.0}  # the side inputs' command-line units -> the model's [0, 1] scale
+
+
+def correct(model: torch.nn.Module, channels: int, source: Path, out: Path, device: str = "cpu",
+            side: tuple[float, ...] = (), min_size: int = 1) -> tuple[int, list[str]]:
+    """Correct every image under ``source`` into ``out``, passing the ``side`` inputs (on the [0, 1] scale, in the
+    model's order) after each image; returns (written, skipped names)."""
     written, skipped = 0, []
+    extra = [torch.full((1,), value, device=device) for value in side]
     with torch.inference_mode():
         for path in list_images(source):
             name = path.name if source.is_file() else path.relative_to(source).as_posix()
@@ -91,7 +100,12 @@ def correct(model: torch.nn.Module, channels: int, source: Path, out: Path, devi
                       file=sys.stderr)
                 skipped.append(name)
                 continue
-            output = model(image[None].to(device))[0]
+            if min(image.shape[-2:]) < min_size:
+                print(f"warning: skipping {name}: {image.shape[-1]}x{image.shape[-2]} is under the model's minimum "
+                      f"size {min_size}", file=sys.stderr)
+                skipped.append(name)
+                continue
+            output = model(image[None].to(device), *extra)[0]
             write_png(output, out / Path(name).with_suffix(".png"))
             written += 1
     return written, skipped
@@ -102,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", type=Path, help="file written by python -m m3l.run.export")
     parser.add_argument("input", type=Path, help="an image or a folder of images")
     parser.add_argument("output", type=Path, help="folder for the corrected PNGs")
+    parser.add_argument("--sigma", type=float, help="the noise level, 0-255 (models that take it: FFDNet, DRUNet)")
+    parser.add_argument("--quality", type=float, help="the JPEG quality, 1-100 (a non-blind FBCNN)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
@@ -118,8 +134,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     model, info = load_model(args.model, args.device)
+    if info.get("frames"):
+        print(f"error: model {args.model} is a video model ({info['frames']} frames in); this runner corrects images",
+              file=sys.stderr)
+        return 2
+    names = info.get("inputs", ["image"])[1:]
+    missing = [name for name in names if getattr(args, name, None) is None]
+    if missing:
+        print(f"error: model {args.model} takes {' and '.join(missing)}: pass "
+              f"{' '.join(f'--{name} VALUE' for name in missing)}", file=sys.stderr)
+        return 2
+    side = tuple(getattr(args, name) / SCALES[name] for name in names)
     start = time.perf_counter()
-    written, skipped = correct(model, int(info.get("channels", 1)), args.input, args.output, args.device)
+    written, skipped = correct(model, int(info.get("channels", 1)), args.input, args.output, args.device, side,
+                               int(info.get("min_size", 1)))
     seconds = time.perf_counter() - start
     message = f"wrote {written} images to {args.output} ({written / seconds:.3g} images/s)"
     print(message + (f"; skipped {len(skipped)} unreadable: {', '.join(skipped)}" if skipped else ""))

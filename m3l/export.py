@@ -157,8 +157,9 @@ def export_net(net: nn.Module, path: str | os.PathLike, format: str = "export", 
     side = [] if format == "torchscript" else side_inputs(net, example)
     wrapped = Exported(net, side).eval()
     layout = "(N, C, H, W)" if frames is None else f"(N, {frames}, C, H, W), {frames} consecutive frames"
-    info = {"format": format, "channels": channels, "input": f"float32 {layout} in [0, 1]",
-            "side": {name: f"float32 (N,), {SIDE[name]}" for name in side}, "min_size": smallest,
+    info = {"format": format, "channels": channels, "input": f"float32 {layout} in [0, 1]", "frames": frames,
+            "inputs": ["image", *side], "side": {name: f"float32 (N,), {SIDE[name]}" for name in side},
+            "min_size": smallest,
             "output": "float32 (N, C, H, W), clamp to [0, 1]", "torch": torch.__version__, **(metadata or {})}
     text = json.dumps(info, sort_keys=True)
     try:

@@ -123,6 +123,31 @@ def test_torch_only_runner_corrects_a_folder(tiny_checkpoint, tmp_path):
         assert np.abs(written - expected).max() <= 1  # float rounding at .5 may differ by one level
 
 
+@pytest.mark.slow
+def test_torch_only_runner_passes_the_noise_level(tmp_path):
+    net = FFDNet(1, depth=4, width=8).eval()
+    export_net(net, tmp_path / "ffdnet.pt2")
+    images = write_images(tmp_path / "in", {"a.png": (29, 22), "tiny.png": (2, 9)})  # 2 px: under FFDNet's 3
+    runner = """
+        import runpy, sys
+        sys.argv = sys.argv[1:]
+        try:
+            runpy.run_path(sys.argv[0], run_name="__main__")
+        except SystemExit as exit:
+            print("exit", exit.code)
+    """
+    script = str(REPO / "deploy" / "correct_exported.py")
+    result = run_torch_only(runner, script, "ffdnet.pt2", "in", "out", cwd=tmp_path)
+    assert "exit 2" in result.stdout and "takes sigma: pass --sigma VALUE" in result.stderr
+    result = run_torch_only(runner, script, "ffdnet.pt2", "in", "out", "--sigma", "25", cwd=tmp_path)
+    assert "exit 0" in result.stdout and "tiny.png: 2x9 is under the model's minimum size 3" in result.stderr
+    source = torch.from_numpy(np.array(Image.open(images[0]), dtype=np.float32) / 255)[None, None]
+    with torch.no_grad():
+        expected = net(source, torch.tensor([25 / 255])).clamp(0, 1).mul(255).round()[0, 0].numpy()
+    written = np.array(Image.open(tmp_path / "out" / "a.png")).astype(np.float32)
+    assert written.shape == expected.shape and np.abs(written - expected).max() <= 1
+
+
 def test_bad_format_and_side_inputs_are_one_line_errors(tmp_path):
     with pytest.raises(M3LError, match="format: 'png' is not one of export, onnx, torchscript"):
         export_net(DnCNN(depth=3, width=4), tmp_path / "x.pt2", "png")
