@@ -210,7 +210,9 @@ def _export_program(wrapped: Exported, example: torch.Tensor, side: list[str], v
 def _write_onnx(program, path: Path, side: list[str], text: str) -> None:
     """``program`` as an ONNX model (inputs ``image`` and the side names, output ``output``), ``m3l.json`` in its
     metadata, written through a temporary file and a rename."""
-    import onnx
+    from m3l.extras import require
+
+    onnx = require("onnx", "onnx", "format=onnx")
 
     chatty = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
     levels = [logger.level for logger in chatty]

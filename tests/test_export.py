@@ -277,7 +277,8 @@ def test_every_zoo_net_exports_to_onnx_checked_with_onnxruntime(name, tmp_path):
 
 def test_onnx_without_onnxruntime_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
-    with pytest.raises(M3LError, match=r'format=onnx needs onnxruntime, which is not installed: pip install "m3l\[onnx\]"'):
+    missing = r'format=onnx needs onnxruntime, which is not installed: pip install "m3l\[onnx\]"'
+    with pytest.raises(M3LError, match=missing):
         export_net(DnCNN(depth=3, width=4), tmp_path / "x.onnx", "onnx")
     assert not list(tmp_path.iterdir())
 
