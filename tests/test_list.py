@@ -4,6 +4,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 from m3l.hub import WEIGHTS
 from m3l.models.dncnn import DnCNN
@@ -19,6 +21,7 @@ def rows(text: str) -> dict[str, str]:
     return found
 
 
+@pytest.mark.slow
 def test_lists_every_model_config_and_weights_entry_with_what_is_downloaded(m3l_env, tmp_path):
     (tmp_path / "xdg" / "m3l" / "model").mkdir(parents=True)  # a user's own model config, beside the built-in ones
     (tmp_path / "xdg" / "m3l" / "model" / "mine.yaml").write_text(

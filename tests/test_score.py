@@ -20,12 +20,34 @@ def noisy_copies(source, target, sigma=20, seed=0):
         Image.fromarray(np.clip(clean + rng.normal(0, sigma, clean.shape), 0, 255).round().astype(np.uint8)).save(out)
 
 
+def check_x8(checkpoint, source, written):
+    """m3l.run.correct ensemble=x8 wrote the mean of the net's 8 passes over the flips / rotations of ``source``."""
+    import torch
+
+    from m3l.checkpoint import load_weights
+    from m3l.imageio import read_image, to_uint8
+    from m3l.models.dncnn import DnCNN
+    from m3l.restoration import RestorationModule
+    from test_ensemble import D4
+
+    module = RestorationModule(DnCNN(depth=3, width=8)).eval()
+    load_weights(module, checkpoint)
+    x = read_image(source)[None]
+    with torch.no_grad():
+        expected = to_uint8(torch.stack([inverse(module(forward(x))) for forward, inverse in D4]).mean(0)[0])
+        plain = to_uint8(module(x)[0])
+    difference = np.abs(np.asarray(Image.open(written)).astype(int) - expected)  # 1: a mean on a rounding edge
+    assert difference.max() <= 1 and (difference == 0).mean() > 0.99
+    assert np.abs(expected.astype(int) - plain).max() > 1  # the plain pass is not the ensemble
+
+
 @pytest.mark.slow
 def test_scores_a_corrected_folder_as_skimage_measures_its_files(run_m3l, tmp_path, tiny_checkpoint):
     write_images(tmp_path / "clean", {"a.png": (40, 30), "sub/b.png": (33, 47)})
     noisy_copies(tmp_path / "clean", tmp_path / "noisy")
     run_m3l("correct", "model=dncnn", "net.depth=3", "net.width=8", f"checkpoint={tiny_checkpoint}",
-            "data.correct_dir=noisy", "serializer.root_dir=restored", "data.num_workers=0")
+            "data.correct_dir=noisy", "serializer.root_dir=restored", "data.num_workers=0", "ensemble=x8")
+    check_x8(tiny_checkpoint, tmp_path / "noisy" / "a.png", tmp_path / "restored" / "a.png")
     (tmp_path / "noisy" / "a.png").rename(tmp_path / "noisy" / "a.bmp")  # matched by name, any extension
     result = run_m3l("score", "clean_dir=clean", "restored_dir=restored", "degraded_dir=noisy",
                      "degradation_name=sigma20", "hydra.run.dir=run")
