@@ -36,7 +36,10 @@ def load_model(path: Path, device: str) -> tuple[torch.nn.Module, dict]:
     extra = {METADATA: ""}
     if any(name.endswith("/archive_format") for name in zipfile.ZipFile(path).namelist()):
         with open(path, "rb") as f:
-            model = torch.export.load(f, extra_files=extra).module().to(device)
+            program = torch.export.load(f, extra_files=extra)
+        if torch.device(device).type != "cpu":  # the devices recorded at export (the CPU's) become this one
+            program = torch.export.passes.move_to_device_pass(program, device)
+        model = program.module()
     else:
         model = torch.jit.load(str(path), map_location=device, _extra_files=extra).eval()
     text = extra[METADATA]
