@@ -48,8 +48,9 @@ SIDE = {"sigma": "the noise level / 255", "quality": "the JPEG quality / 100"}  
 
 def image_only(net: nn.Module) -> None:
     """Refuse nets whose ``forward`` needs more than the image (side inputs such as a noise level)."""
-    params = list(inspect.signature(net.forward).parameters.values())[1:]
-    required = [p.name for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    from m3l.restoration import required_arguments
+
+    required = sorted(required_arguments(net))
     if required:
         raise M3LError(f"{type(net).__name__}.forward needs {', '.join(required)} besides the image; format="
                        f"torchscript exports nets that take the image alone: use format=export or format=onnx")
