@@ -41,6 +41,13 @@ def _type_hint(key: str, default, value) -> str | None:
     return f"{key}={value}: {expected} is expected here (the config's value is {default!r})" if expected else None
 
 
+def _is_missing(cfg: DictConfig, key: str) -> bool:
+    """Whether ``key`` is in ``cfg`` with the value ``???`` (``OmegaConf.select`` gives such a key's default)."""
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent, default=None, throw_on_missing=False) if parent else cfg
+    return isinstance(node, DictConfig) and leaf in node.keys() and OmegaConf.is_missing(node, leaf)
+
+
 def override_hints(config_name: str, overrides: list[str]) -> list[str]:
     """One line per override of ``overrides`` that names no key of the config or has the wrong type."""
     try:
@@ -65,6 +72,8 @@ def override_hints(config_name: str, overrides: list[str]) -> list[str]:
         try:
             default = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False)
         except Exception:  # an interpolation that needs a running Hydra app
+            continue
+        if default is _ABSENT and _is_missing(cfg, key):  # a ??? key (checkpoint, clean_dir): it exists
             continue
         hint = _key_hint(cfg, key) if default is _ABSENT else _type_hint(key, default, override.value())
         if hint:

@@ -150,3 +150,6 @@ def test_override_hints_for_keys_and_types():
     assert hints[2].startswith("nett: no such key in the config (did you mean net?)")
     assert len(hints) == 3
     assert override_hints("test", ["model=dcnn", "net.widht=3"]) == []  # Hydra lists the models itself
+    # keys left ??? in the config exist: only the typo is named
+    assert override_hints("score", ["clean_dirr=a", "restored_dir=b"]) == [override_hints("score", ["clean_dirr=a"])[0]]
+    assert override_hints("score", ["restored_dir=b"]) == override_hints("test", ["model=dncnn", "checkpoint=c"]) == []
