@@ -27,10 +27,21 @@ def user(tmp_path, m3l_env):
     return {"PYTHONPATH": str(tmp_path / "src"), "XDG_CONFIG_HOME": str(xdg)}
 
 
-def test_train_test_correct_own_model(run_m3l, tmp_path, user):
+@pytest.mark.parametrize("package", ["pytorch_lightning", "lightning.pytorch"])
+def test_train_test_correct_own_model(run_m3l, tmp_path, user, package):
+    """The README's example as written (``import pytorch_lightning as pl``), and written against the ``lightning``
+    package (``import lightning.pytorch as pl``, the current Lightning docs): its own steps run, not m3l's."""
+    if package == "lightning.pytorch":
+        pytest.importorskip("lightning")
+        source = tmp_path / "src" / "my_library" / "my_package.py"
+        source.write_text(source.read_text().replace("import pytorch_lightning as pl", "import lightning.pytorch as pl"))
     data = ["data.root_dir=images"]
     run_m3l("train", "model=my_model", *data, *SMALL, "checkpoint_out=my.ckpt", "hydra.run.dir=run", env=user)
-    assert torch.load(tmp_path / "my.ckpt", weights_only=True)["hyper_parameters"]["width"] == 8
+    checkpoint = torch.load(tmp_path / "my.ckpt", weights_only=True)
+    assert checkpoint["hyper_parameters"]["width"] == 8
+    assert all(key.startswith("body.") for key in checkpoint["state_dict"])  # the user's module, not wrapped
+    logged = pd.read_csv(next((tmp_path / "run").rglob("metrics.csv")))
+    assert logged["val/psnr"].notna().any()  # its validation_step's log
     run_m3l("test", "model=my_model", *data, *SMALL, "checkpoint=my.ckpt", "metrics_csv=metrics.csv", env=user)
     metrics = pd.read_csv(tmp_path / "metrics.csv")
     assert "test/psnr" in metrics.columns and len(metrics) == 1 and metrics["test/psnr"][0] > 0
@@ -56,16 +67,3 @@ def test_user_config_shadows_a_builtin(run_m3l, tmp_path, m3l_env):
     assert "depth: 4" in result.stdout and "width: 6" in result.stdout and "batch_norm: false" in result.stdout
     result = run_m3l("train", "model=dncnn", "--cfg", "job")
     assert "depth: 17" in result.stdout
-
-
-def test_a_lightning_pytorch_module_is_refused_not_wrapped(run_m3l, tmp_path, user):
-    """The same example written against the `lightning` package (`import lightning.pytorch as pl`): its classes
-    do not mix with pytorch_lightning's Trainer, so m3l says so instead of wrapping it as a plain net."""
-    pytest.importorskip("lightning")
-    source = tmp_path / "src" / "my_library" / "my_package.py"
-    source.write_text(source.read_text().replace("import pytorch_lightning as pl", "import lightning.pytorch as pl"))
-    result = run_m3l("train", "model=my_model", "data.root_dir=images", *SMALL, "hydra.run.dir=run", env=user,
-                     check=False)
-    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    assert "lightning.pytorch.LightningModule" in result.stderr and "pytorch_lightning" in result.stderr
-    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -185,6 +185,7 @@ def build_module(cfg: DictConfig):
     from torch import nn
 
     from m3l.hub import load_pretrained, split_pretrained
+    from m3l.lightning_package import as_pytorch_lightning
     from m3l.restoration import RestorationModule
     from m3l.video_restoration import VideoRestorationModule
 
@@ -192,14 +193,9 @@ def build_module(cfg: DictConfig):
     net = instantiate(net_cfg, _convert_="all")
     if pretrained is not None:  # net.pretrained=true|NAME|PATH (see m3l.hub)
         load_pretrained(net, pretrained, net_args=net_cfg)
+    net = as_pytorch_lightning(net)  # a lightning.pytorch.LightningModule runs as written too
     if isinstance(net, pl.LightningModule):
         return apply_speed_options(net, cfg)
-    other = sys.modules.get("lightning.pytorch")  # the `lightning` package's copy of the same classes
-    if other is not None and isinstance(net, other.LightningModule):
-        raise M3LError(f"net: {cfg.net._target_} is a lightning.pytorch.LightningModule; m3l runs on the "
-                       f"pytorch_lightning package (its Trainer, callbacks and data modules), whose classes do not "
-                       f"mix with lightning.pytorch's: subclass pytorch_lightning.LightningModule instead "
-                       f"(`import pytorch_lightning as pl`, same API)")
     if not isinstance(net, nn.Module):
         raise M3LError(f"net: {cfg.net._target_} built a {type(net).__name__}, not an nn.Module or LightningModule")
     # a video net takes a window of frames (m3l.models.video); an image net, an image
@@ -261,7 +257,9 @@ def load_checkpoint(module, cfg: DictConfig) -> str:
 def build_datamodule(cfg: DictConfig):
     from hydra.utils import instantiate
 
-    return instantiate(cfg.data, _convert_="all")
+    from m3l.lightning_package import as_pytorch_lightning
+
+    return as_pytorch_lightning(instantiate(cfg.data, _convert_="all"))
 
 
 # Lightning loggers that need an extra: (class name, module, extra).

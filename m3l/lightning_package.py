@@ -1,0 +1,50 @@
+"""Models and data modules written against the ``lightning`` package, run by m3l's ``pytorch_lightning`` Trainer.
+
+``import lightning.pytorch as L`` (the current Lightning docs, lightning-hydra-template) and ``import
+pytorch_lightning as pl`` ship the same classes twice, and each Trainer accepts only its own package's
+modules, callbacks and loggers. m3l runs everything on ``pytorch_lightning``; :func:`as_pytorch_lightning`
+lets a user's ``lightning.pytorch.LightningModule`` / ``LightningDataModule`` in by giving the object a class
+that is both: the user's class first (their ``training_step``, ``configure_optimizers``, ... run as written),
+then ``pytorch_lightning``'s base, whose methods replace the ``lightning.pytorch`` base's ones the user did not
+override (``log``, ``trainer``, the hooks' defaults), so the Trainer sees its own package throughout.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+
+_TWINS: dict[type, type] = {}
+_PLAIN = ("__dict__", "__weakref__", "__module__", "__qualname__", "__doc__", "__init_subclass__")
+
+
+def _lightning_base(obj):
+    """``(lightning.pytorch base, pytorch_lightning base)`` of ``obj``, or None if it is no ``lightning`` object."""
+    other = sys.modules.get("lightning.pytorch")
+    if other is None:
+        return None
+    import pytorch_lightning as pl
+
+    for theirs, ours in ((other.LightningModule, pl.LightningModule), (other.LightningDataModule, pl.LightningDataModule)):
+        if isinstance(obj, theirs) and not isinstance(obj, ours):
+            return theirs, ours
+    return None
+
+
+def _twin(cls: type, theirs: type, ours: type) -> type:
+    if cls not in _TWINS:
+        user = {name for klass in cls.__mro__ if not issubclass(theirs, klass) for name in vars(klass)}
+        namespace = {"__module__": cls.__module__, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__}
+        for name in dir(theirs):
+            if name not in user and name not in _PLAIN and hasattr(ours, name):
+                namespace[name] = inspect.getattr_static(ours, name)
+        _TWINS[cls] = type(cls.__name__, (cls, ours), namespace)
+    return _TWINS[cls]
+
+
+def as_pytorch_lightning(obj):
+    """``obj`` itself; a ``lightning.pytorch`` module or data module now also a ``pytorch_lightning`` one."""
+    bases = _lightning_base(obj)
+    if bases is not None:
+        obj.__class__ = _twin(type(obj), *bases)
+    return obj
