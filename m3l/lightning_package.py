@@ -25,21 +25,38 @@ def _lightning_base(obj):
         return None
     import pytorch_lightning as pl
 
-    for theirs, ours in ((other.LightningModule, pl.LightningModule), (other.LightningDataModule, pl.LightningDataModule)):
+    pairs = ((other.LightningModule, pl.LightningModule), (other.LightningDataModule, pl.LightningDataModule))
+    for theirs, ours in pairs:
         if isinstance(obj, theirs) and not isinstance(obj, ours):
             return theirs, ours
     return None
 
 
 def _twin(cls: type, theirs: type, ours: type) -> type:
+    """``cls`` (a subclass of ``theirs``) with ``ours`` as a further base, made once per class."""
     if cls not in _TWINS:
         user = {name for klass in cls.__mro__ if not issubclass(theirs, klass) for name in vars(klass)}
         namespace = {"__module__": cls.__module__, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__}
         for name in dir(theirs):
             if name not in user and name not in _PLAIN and hasattr(ours, name):
                 namespace[name] = inspect.getattr_static(ours, name)
+        if not {"__reduce__", "__reduce_ex__"} & user:
+            namespace["__reduce_ex__"] = _reduce_ex
+        namespace["_m3l_twin_of"] = (cls, theirs, ours)
         _TWINS[cls] = type(cls.__name__, (cls, ours), namespace)
     return _TWINS[cls]
+
+
+def _reduce_ex(self, protocol):
+    """Pickle a twin (``strategy=ddp_spawn``, spawned workers) by the user's class; it is twinned again on loading."""
+    state = self.__getstate__() if hasattr(self, "__getstate__") else self.__dict__
+    return _revive, type(self)._m3l_twin_of, state
+
+
+def _revive(cls: type, theirs: type, ours: type):
+    """An empty object of ``cls``'s twin, for unpickling (its state is set next)."""
+    twin = _twin(cls, theirs, ours)
+    return twin.__new__(twin)
 
 
 def as_pytorch_lightning(obj):

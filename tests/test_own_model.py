@@ -34,14 +34,16 @@ def test_train_test_correct_own_model(run_m3l, tmp_path, user, package):
     if package == "lightning.pytorch":
         pytest.importorskip("lightning")
         source = tmp_path / "src" / "my_library" / "my_package.py"
-        source.write_text(source.read_text().replace("import pytorch_lightning as pl", "import lightning.pytorch as pl"))
+        text = source.read_text().replace("import pytorch_lightning as pl", "import lightning.pytorch as pl")
+        assert "pytorch_lightning" not in text
+        source.write_text(text)
     data = ["data.root_dir=images"]
     run_m3l("train", "model=my_model", *data, *SMALL, "checkpoint_out=my.ckpt", "hydra.run.dir=run", env=user)
     checkpoint = torch.load(tmp_path / "my.ckpt", weights_only=True)
     assert checkpoint["hyper_parameters"]["width"] == 8
     assert all(key.startswith("body.") for key in checkpoint["state_dict"])  # the user's module, not wrapped
     logged = pd.read_csv(next((tmp_path / "run").rglob("metrics.csv")))
-    assert logged["val/psnr"].notna().any()  # its validation_step's log
+    assert logged["val/psnr"].notna().any() and "val/ssim" not in logged  # its validation_step, not m3l's
     run_m3l("test", "model=my_model", *data, *SMALL, "checkpoint=my.ckpt", "metrics_csv=metrics.csv", env=user)
     metrics = pd.read_csv(tmp_path / "metrics.csv")
     assert "test/psnr" in metrics.columns and len(metrics) == 1 and metrics["test/psnr"][0] > 0
