@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from m3l.atomic import atomic_write, remove_temporaries
 from m3l.errors import M3LError
 
 SUMMARY_COLUMNS = ["dataset", "degradation", "n_images", "psnr", "ssim"]
+INPUT_ROW = "degraded input"  # the benchmark's row of the test images before correction
+METRIC_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "psnrb": "PSNR-B (dB)"}
 
 
 def summarize(per_image) -> pd.DataFrame:
@@ -51,6 +54,32 @@ def benchmark(metrics) -> pd.DataFrame:
                 cells.setdefault(f"{row['dataset']}/{row['degradation']}/{metric}", {})[model] = row[metric]
     table = pd.DataFrame(cells, index=pd.Index(list(metrics), name="model"))
     return table.reset_index()
+
+
+def input_summary(per_image) -> pd.DataFrame:
+    """The summary (as :func:`summarize`) of the degraded inputs themselves: the ``<metric>_input`` columns of
+    per-image tables (``m3l.run.test``'s ``per_image.csv``; one frame or a list, an image scored twice counts
+    once). Empty where no table has them."""
+    frames = [pd.DataFrame(f) for f in (per_image if isinstance(per_image, (list, tuple)) else [per_image])]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    inputs = {f"{m}_input": m for m in ("psnr", "ssim", "psnrb")}
+    if not {"psnr_input", "ssim_input"} <= set(frame.columns):
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    frame = frame.drop_duplicates(["dataset", "degradation", "image"])
+    keep = ["dataset", "degradation", "image", *(c for c in inputs if c in frame)]
+    return summarize(frame[keep].rename(columns=inputs))
+
+
+def benchmark_html(table: pd.DataFrame, caption: str) -> str:
+    """The benchmark table as an HTML fragment (a ``<p>`` caption and a ``<table>``): a row per model, a column
+    pair (PSNR, SSIM; PSNR-B where measured) per test set x degradation, rounded as in the Markdown table."""
+    frame = table.set_index("model")
+    keys = [tuple(c.rsplit("/", 1)) for c in frame.columns]
+    frame.columns = pd.MultiIndex.from_tuples([(k[0], METRIC_LABELS.get(k[1], k[1])) for k in keys],
+                                              names=["test set / degradation", None])
+    digits = [4 if k[1] == "ssim" else 2 for k in keys]
+    formatters = [(lambda d: lambda v: "–" if pd.isna(v) else f"{v:.{d}f}")(d) for d in digits]
+    return f"<p>{html.escape(caption)}</p>\n" + frame.to_html(formatters=formatters, border=1) + "\n"
 
 
 def published_markdown(table: pd.DataFrame, published: dict[str, dict]) -> str:

@@ -192,6 +192,9 @@ def test_benchmark_table_rule_killed_mid_write_then_rerun(m3l_env, tmp_path, hoo
     for model, psnr in (("a", 20.5), ("b", 21.5)):
         pd.DataFrame([{"dataset": "small", "degradation": "sigma25", "n_images": 2, "psnr": psnr, "ssim": 0.5}]).to_csv(
             tmp_path / "results" / model / "metrics.csv", index=False)
+        pd.DataFrame([{"dataset": "small", "degradation": "sigma25", "image": "a.png", "psnr": psnr, "ssim": 0.5,
+                       "psnr_input": 18.0, "ssim_input": 0.25}]).to_csv(tmp_path / "results" / model / "per_image.csv",
+                                                                       index=False)
     from test_workflow import SNAKEFILE
 
     process = start(m3l_env, tmp_path, sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE),
@@ -206,7 +209,7 @@ def test_benchmark_table_rule_killed_mid_write_then_rerun(m3l_env, tmp_path, hoo
     snakemake(tmp_path, m3l_env, "--unlock")  # SIGKILL leaves Snakemake's lock: its documented recovery
     snakemake(tmp_path, m3l_env, "--cores", "1", "results/benchmark.csv")
     table = pd.read_csv(results / "benchmark.csv")
-    assert table.values.tolist() == [["a", 20.5, 0.5], ["b", 21.5, 0.5]]
+    assert table.values.tolist() == [["degraded input", 18.0, 0.25], ["a", 20.5, 0.5], ["b", 21.5, 0.5]]
     assert (results / "benchmark.md").read_text().startswith("| model | small/sigma25 |")
     assert temporaries(results) == []
 

@@ -5,16 +5,19 @@ from __future__ import annotations
 import copy
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
+from PIL import Image
 
 from conftest import REPO, write_images
 
@@ -62,7 +65,7 @@ def planned_jobs(output: str) -> list[tuple[str, str | None]]:
 
 
 def all_targets(folder: Path, models, test_sets=("small",)) -> list[Path]:
-    paths = [folder / "results" / f"benchmark.{ext}" for ext in ("csv", "md", "png")]
+    paths = [folder / "results" / f"benchmark.{ext}" for ext in ("csv", "md", "html", "png")]
     for model in models:
         paths += [folder / "results" / model / name for name in ("model.ckpt", "metrics.csv", "per_image.csv",
                                                                    "examples.png")]
@@ -89,14 +92,45 @@ def check_results(folder: Path, models) -> pd.DataFrame:
             assert info["config"]["net"]["width"] and "torch" in info["versions"]
             assert len(info["git"]["m3l"]["commit"]) == 40
     table = pd.read_csv(results / "benchmark.csv")
-    assert table.model.tolist() == list(models)
+    assert table.model.tolist() == ["degraded input", *models]  # what correcting nothing scores, first
     assert list(table.columns) == ["model", "small/sigma25/psnr", "small/sigma25/ssim"]
     for model in models:
         assert table.set_index("model").loc[model, "small/sigma25/psnr"] == pytest.approx(
             pd.read_csv(results / model / "metrics.csv").psnr[0], abs=1e-5)
+    per_image = pd.read_csv(results / list(models)[0] / "per_image.csv")
+    assert table.set_index("model").loc["degraded input", "small/sigma25/psnr"] == pytest.approx(
+        per_image.psnr_input.mean(), abs=1e-5)
     assert (results / "benchmark.md").read_text().startswith("| model | small/sigma25 |")
-    assert (results / "benchmark.png").read_bytes()[:4] == b"\x89PNG"
+    assert "workflow preset tiny" in (results / "benchmark.md").read_text()
+    plot = np.asarray(Image.open(results / "benchmark.png").convert("RGB"))
+    assert (plot == (211, 211, 211)).all(-1).sum() > 500  # the degraded input's light grey bar
+    for model in models:
+        check_examples(results, model, per_image=pd.read_csv(results / model / "per_image.csv"))
     return table
+
+
+def find(figure: np.ndarray, image: np.ndarray) -> list[tuple[int, int]]:
+    """Where ``image`` lies pixel for pixel in ``figure`` (top-left corners)."""
+    h, w = image.shape
+    return [(y, x) for y, x in zip(*np.nonzero(figure[: len(figure) - h + 1, : figure.shape[1] - w + 1] == image[0, 0]))
+            if (figure[y : y + h, x : x + w] == image).all()]
+
+
+def check_examples(results: Path, model: str, per_image: pd.DataFrame) -> None:
+    """``results/<model>/examples.png``: a row per example image, its degraded, corrected and clean versions side by
+    side at native resolution; its log gives each panel's PSNR, as the test measured it up to 8-bit rounding."""
+    figure = np.asarray(Image.open(results / model / "examples.png").convert("L"))
+    log = (results / model / "examples.log").read_text()
+    for name in ("a.png", "b.png"):
+        corners = [find(figure, np.asarray(Image.open(results / model / folder / "small/sigma25" / name)))
+                   for folder in ("degraded", "corrected", "clean")]
+        assert all(len(c) == 1 for c in corners), corners  # each panel once, unscaled
+        (y0, x0), (y1, x1), (y2, x2) = (c[0] for c in corners)
+        assert y0 == y1 == y2 and x0 < x1 < x2  # one row: degraded | corrected | clean
+        row = per_image[per_image.image.str.endswith(name)].iloc[0]
+        shown = re.search(rf"small/sigma25/{name}.*: degraded ([\d.]+) dB, {model} ([\d.]+) dB", log)
+        assert float(shown.group(1)) == pytest.approx(row.psnr_input, abs=0.2), log
+        assert float(shown.group(2)) == pytest.approx(row.psnr, abs=0.2), log
 
 
 # -- fast checks -------------------------------------------------------------------------------------------
@@ -180,17 +214,60 @@ def test_both_spellings_of_the_vulcan_profile(m3l_env, tmp_path):
 
 # -- end to end --------------------------------------------------------------------------------------------
 
-@pytest.mark.slow
-def test_tiny_preset_end_to_end_then_nothing_then_only_the_changed_model(m3l_env, tmp_path):
+@pytest.fixture(scope="module")
+def tiny_run(m3l_env, tmp_path_factory) -> tuple[Path, dict]:
+    """The tiny preset run once for this module's end-to-end tests, and its report made as the README says
+    (``snakemake --report report.html`` with the shipped config, whose preset is ``default``)."""
+    folder = tmp_path_factory.mktemp("tiny_run")
     models = {"a": {"model": "dncnn"}, "b": {"model": "dncnn", "overrides": ["net.width=4"]}}
-    workflow_config(tmp_path, models)
-    snakemake(tmp_path, m3l_env, "--cores", "2", "--set-threads", "train=1")  # both models at once
+    workflow_config(folder, models)
+    snakemake(folder, m3l_env, "--cores", "2", "--set-threads", "train=1")  # both models at once
+    snakemake(folder, m3l_env, "--config", "preset=default", "--report", "report.html")
+    return folder, models
+
+
+def chromium() -> str:
+    """The headless browser's command, or a pytest skip saying how to get it."""
+    found = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+    if found is None:
+        pytest.skip("chromium is not installed: apt-get install chromium (.ci/run installs it where it runs as root)")
+    return found
+
+
+@pytest.mark.slow
+def test_report_page_shows_the_table_the_preset_and_the_figures_in_headless_chromium(m3l_env, tiny_run, tmp_path):
+    folder, models = tiny_run
+    browser = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}",
+               "--virtual-time-budget=5000", (folder / "report.html").as_uri()]
+    shot = tmp_path / "report.png"
+    subprocess.run(browser[:-1] + ["--window-size=1280,900", f"--screenshot={shot}", browser[-1]], env=m3l_env,
+                   capture_output=True, timeout=120, check=True)
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.shape == (900, 1280) and pixels.std() > 10, "blank screenshot"
+    dom = subprocess.run(browser[:-1] + ["--dump-dom", browser[-1]], env=m3l_env, capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    # the front page (the rendered DOM, not the data embedded for download) holds the benchmark table
+    table = re.search(r"<table[^>]*dataframe.*?</table>", dom, re.S)
+    assert table, "no benchmark table in the rendered page"
+    rows = [[re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)]
+            for row in re.findall(r"<tr>(.*?)</tr>", table.group(0), re.S)]
+    benchmark = pd.read_csv(folder / "results" / "benchmark.csv")
+    for _, row in benchmark.iterrows():
+        assert [row.model, f"{row['small/sigma25/psnr']:.2f}", f"{row['small/sigma25/ssim']:.4f}"] in rows, rows
+    assert "workflow preset tiny" in dom  # what the results were made with, not the config's preset of today
+    assert not re.search(r"preset (<[^>]+>)?default", dom)
+
+
+@pytest.mark.slow
+def test_tiny_preset_end_to_end_then_nothing_then_only_the_changed_model(m3l_env, tiny_run):
+    tmp_path, models = tiny_run
+    models = copy.deepcopy(models)
     check_results(tmp_path, models)
     stamps = {p: p.stat().st_mtime_ns for p in all_targets(tmp_path, models)}
 
-    snakemake(tmp_path, m3l_env, "--report", "report.html")
     report = (tmp_path / "report.html").read_text()
-    for name in ("benchmark.csv", "benchmark.png", "a/examples.png", "b/examples.png", "Corrected images"):
+    for name in ("benchmark.csv", "benchmark.html", "benchmark.png", "a/examples.png", "b/examples.png",
+                 "Corrected images"):
         assert name in report, name
 
     again = snakemake(tmp_path, m3l_env, "--cores", "2")

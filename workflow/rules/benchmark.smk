@@ -6,9 +6,11 @@ localrules:
 
 
 rule benchmark:
-    """One table over every model: rows models, columns test set x degradation (PSNR / SSIM)."""
+    """One table over every model: rows the degraded input and the models, columns test set x degradation
+    (PSNR / SSIM); the HTML table opens in the report, and its front page shows it."""
     input:
-        expand("results/{model}/metrics.csv", model=MODELS),
+        metrics=expand("results/{model}/metrics.csv", model=MODELS),
+        per_image=expand("results/{model}/per_image.csv", model=MODELS),
     output:
         csv=report(
             "results/benchmark.csv",
@@ -16,6 +18,11 @@ rule benchmark:
             caption="../report/benchmark.rst",
         ),
         md="results/benchmark.md",
+        html=report(
+            "results/benchmark.html",
+            category="Benchmark",
+            caption="../report/benchmark.rst",
+        ),
         png=report(
             "results/benchmark.png", category="Benchmark", caption="../report/plot.rst"
         ),
@@ -23,13 +30,14 @@ rule benchmark:
         "results/benchmark.log",
     params:
         models=MODELS,
+        preset=config["preset"],
         weights={m: config["models"][m].get("weights") for m in MODELS},
     script:
         "../scripts/benchmark.py"
 
 
 rule examples:
-    """A few corrected images next to their degraded inputs, for the report."""
+    """A few test images, degraded | corrected | clean at native resolution with their PSNRs, for the report."""
     input:
         degraded=lambda w: expand(
             "results/{model}/degraded/{dataset}",
@@ -38,6 +46,11 @@ rule examples:
         ),
         corrected=lambda w: expand(
             "results/{model}/corrected/{dataset}",
+            model=w.model,
+            dataset=model_test_sets(w.model),
+        ),
+        clean=lambda w: expand(
+            "results/{model}/clean/{dataset}",
             model=w.model,
             dataset=model_test_sets(w.model),
         ),

@@ -1,7 +1,9 @@
 rule degrade:
-    """The degraded test images a model is corrected on: <degradation>/<image>.png, as 8-bit PNGs."""
+    """The degraded test images a model is corrected on: <degradation>/<image>.png, as 8-bit PNGs, and
+    their clean targets at the same paths (the example figures score against them)."""
     output:
-        directory("results/{model}/degraded/{dataset}"),
+        degraded=directory("results/{model}/degraded/{dataset}"),
+        clean=directory("results/{model}/clean/{dataset}"),
     log:
         "results/{model}/degraded/{dataset}.log",
     params:

@@ -1,6 +1,7 @@
 """Write the degraded images of one test set, as the model's data module makes them for testing
 (same degradations, same seeds), as 8-bit PNGs: ``<out>/<degradation>/<image>.png``; the clips of a video model as folders of PNG
-frames, ``<out>/<degradation>/<clip>/``."""
+frames, ``<out>/<degradation>/<clip>/``. Their clean targets go to the same paths under the ``clean`` output (what the
+example figures score each panel against)."""
 
 import sys
 from pathlib import Path
@@ -22,7 +23,8 @@ with initialize_config_module("m3l.configs", version_base="1.3"):
     cfg = compose("test", overrides=snakemake.params.overrides)  # noqa: F821
 datamodule = instantiate(cfg.data, _convert_="all")
 datamodule.setup("test")
-out, dataset = Path(snakemake.output[0]), snakemake.wildcards.dataset  # noqa: F821
+out, clean = Path(snakemake.output.degraded), Path(snakemake.output.clean)  # noqa: F821
+dataset = snakemake.wildcards.dataset  # noqa: F821
 sets = [s for s in datamodule.test_sets_ if s.dataset == dataset]
 if not sets:
     names = sorted({s.dataset for s in datamodule.test_sets_})
@@ -31,11 +33,15 @@ for test_set in sets:
     for index in range(len(test_set)):
         item = test_set[index]
         if item["input"].ndim == 4:  # a clip (video models): a folder of PNG frames
-            path = out / item["degradation"] / item["path"]
-            write_clip(item["input"].clamp(0, 1), path.with_suffix("") if is_video(path) else path)
+            relative = Path(item["degradation"]) / item["path"]
+            relative = relative.with_suffix("") if is_video(relative) else relative
+            for folder, key in ((out, "input"), (clean, "target")):
+                write_clip(item[key].clamp(0, 1), folder / relative)
         else:
-            path = out / item["degradation"] / Path(item["path"]).with_suffix(".png")
-            write_png(item["input"].clamp(0, 1), path)
+            relative = Path(item["degradation"]) / Path(item["path"]).with_suffix(".png")
+            for folder, key in ((out, "input"), (clean, "target")):
+                write_png(item[key].clamp(0, 1), folder / relative)
+        path = out / relative
         print(path)
         side = {k: round(float(v) * SIDE_SCALE[k], 4) for k, v in item["side"].items()
                 if k in SIDE_SCALE and v.numel() == 1}  # clips: per-frame values, given by data.correct_side
