@@ -11,16 +11,17 @@ from PIL import Image
 
 from m3l.atomic import atomic_write
 from m3l.extras import require
-from m3l.imageio import list_images, read_image
-from m3l.metrics import psnr
+
+matplotlib = require("matplotlib", "workflow", "the workflow's example figure")  # first: a missing one is one line
+matplotlib.use("Agg")
+plt = require("matplotlib.pyplot", "workflow", "the workflow's example figure")
+
+from m3l.imageio import list_images, read_image  # noqa: E402
+from m3l.metrics import psnr  # noqa: E402
 
 CROP = 256  # largest panel side, in pixels
 DPI = 100
 PAD, LABEL, MIN_COLUMN = 8, 30, 130  # pixels: between panels, above a panel (title, label), narrowest column
-
-matplotlib = require("matplotlib", "workflow", "the workflow's example figure")
-matplotlib.use("Agg")
-plt = require("matplotlib.pyplot", "workflow", "the workflow's example figure")
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w")  # noqa: F821
 model = snakemake.wildcards.model  # noqa: F821
