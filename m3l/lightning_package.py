@@ -1,4 +1,4 @@
-"""Models and data modules written against the ``lightning`` package, run by m3l's ``pytorch_lightning`` Trainer.
+"""Modules, data modules and configs written for the ``lightning`` package, run by m3l's ``pytorch_lightning`` Trainer.
 
 ``import lightning.pytorch as L`` (the current Lightning docs, lightning-hydra-template) and ``import
 pytorch_lightning as pl`` ship the same classes twice, and each Trainer accepts only its own package's
@@ -6,7 +6,9 @@ modules, callbacks and loggers. m3l runs everything on ``pytorch_lightning``; :f
 lets a user's ``lightning.pytorch.LightningModule`` / ``LightningDataModule`` in by giving the object a class
 that is both: the user's class first (their ``training_step``, ``configure_optimizers``, ... run as written),
 then ``pytorch_lightning``'s base, whose methods replace the ``lightning.pytorch`` base's ones the user did not
-override (``log``, ``trainer``, the hooks' defaults), so the Trainer sees its own package throughout.
+override (``log``, ``trainer``, the hooks' defaults), so the Trainer sees its own package throughout. A
+config naming a ``lightning.pytorch`` class (a callback, a logger) gets its ``pytorch_lightning`` copy instead
+(:func:`pytorch_lightning_targets`).
 """
 
 from __future__ import annotations
@@ -65,3 +67,19 @@ def as_pytorch_lightning(obj):
     if bases is not None:
         obj.__class__ = _twin(type(obj), *bases)
     return obj
+
+
+LIGHTNING_PREFIX = "lightning.pytorch."
+
+
+def pytorch_lightning_targets(config):
+    """A plain config (dicts, lists) with each ``_target_: lightning.pytorch.X`` read as ``pytorch_lightning.X``,
+    the same class in the package m3l's Trainer runs: trainer, callback and logger configs copied from the Lightning
+    docs or lightning-hydra-template work as written."""
+    if isinstance(config, dict):
+        return {key: f"pytorch_lightning.{value[len(LIGHTNING_PREFIX):]}"
+                if key == "_target_" and isinstance(value, str) and value.startswith(LIGHTNING_PREFIX)
+                else pytorch_lightning_targets(value) for key, value in config.items()}
+    if isinstance(config, list):
+        return [pytorch_lightning_targets(value) for value in config]
+    return config

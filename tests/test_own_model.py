@@ -30,15 +30,20 @@ def user(tmp_path, m3l_env):
 @pytest.mark.parametrize("package", ["pytorch_lightning", "lightning.pytorch"])
 def test_train_test_correct_own_model(run_m3l, tmp_path, user, package):
     """The README's example as written (``import pytorch_lightning as pl``), and written against the ``lightning``
-    package (``import lightning.pytorch as pl``, the current Lightning docs): its own steps run, not m3l's."""
+    package (``import lightning.pytorch as pl``, the current Lightning docs, with trainer, logger and checkpoint
+    configs naming lightning.pytorch classes as lightning-hydra-template does): its own steps run, not m3l's."""
+    targets = []
     if package == "lightning.pytorch":
+        targets = ["trainer._target_=lightning.pytorch.Trainer", "logger._target_=lightning.pytorch.loggers.CSVLogger",
+                   "callbacks.model_checkpoint._target_=lightning.pytorch.callbacks.ModelCheckpoint"]
         pytest.importorskip("lightning")
         source = tmp_path / "src" / "my_library" / "my_package.py"
         text = source.read_text().replace("import pytorch_lightning as pl", "import lightning.pytorch as pl")
         assert "pytorch_lightning" not in text
         source.write_text(text)
     data = ["data.root_dir=images"]
-    run_m3l("train", "model=my_model", *data, *SMALL, "checkpoint_out=my.ckpt", "hydra.run.dir=run", env=user)
+    run_m3l("train", "model=my_model", *data, *SMALL, *targets, "checkpoint_out=my.ckpt", "hydra.run.dir=run", env=user)
+    assert sorted(path.name for path in (tmp_path / "run").rglob("*.ckpt")) == ["best.ckpt", "last.ckpt"]
     checkpoint = torch.load(tmp_path / "my.ckpt", weights_only=True)
     assert checkpoint["hyper_parameters"]["width"] == 8
     assert all(key.startswith("body.") for key in checkpoint["state_dict"])  # the user's module, not wrapped

@@ -272,6 +272,7 @@ def build_logger(cfg: DictConfig):
     from hydra.utils import instantiate
 
     from m3l.extras import require as require_extra
+    from m3l.lightning_package import pytorch_lightning_targets
 
     if cfg.get("logger") is None:
         return False
@@ -279,14 +280,16 @@ def build_logger(cfg: DictConfig):
     for name, module, extra in LOGGER_EXTRAS:
         if target.rsplit(".", 1)[-1] == name:
             require_extra(module, extra, f"logger ({name})")
-    return instantiate(cfg.logger, _convert_="all")
+    return instantiate(pytorch_lightning_targets(OmegaConf.to_container(cfg.logger, resolve=True)), _convert_="all")
 
 
 def build_trainer(cfg: DictConfig, callbacks=(), logger=None):
     """``pytorch_lightning.Trainer`` from ``cfg.trainer``; ``trainer.gpus=N`` means ``accelerator=gpu, devices=N``."""
     from hydra.utils import instantiate
 
-    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    from m3l.lightning_package import pytorch_lightning_targets
+
+    kwargs = pytorch_lightning_targets(OmegaConf.to_container(cfg.trainer, resolve=True))
     gpus = kwargs.pop("gpus", None)
     if gpus not in (None, "???"):
         kwargs.update(accelerator="gpu", devices=gpus)
@@ -304,4 +307,7 @@ def instantiate_all(group: DictConfig | None) -> list:
     """Instantiate every non-null entry of a ``{name: config}`` mapping such as ``callbacks``."""
     from hydra.utils import instantiate
 
-    return [instantiate(c, _convert_="all") for c in (group or {}).values() if c is not None]
+    from m3l.lightning_package import pytorch_lightning_targets
+
+    return [instantiate(pytorch_lightning_targets(OmegaConf.to_container(c, resolve=True)), _convert_="all")
+            for c in (group or {}).values() if c is not None]
