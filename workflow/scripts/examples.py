@@ -54,8 +54,8 @@ for title, degraded, corrected, clean in rows:
             pixels = np.asarray(image.convert("RGB"))  # uint8 RGB: drawn as they are, no colour map
         score = "" if path == clean else f"{psnr(read_image(path, channels)[None], target).item():.2f} dB"
         row.append((label, score, centre(pixels)))
-    cropped = size[0] > CROP or size[1] > CROP
-    panels.append((f"{title} ({size[0]}x{size[1]}{f', centre {CROP}x{CROP}' if cropped else ''})", row))
+    shown = row[-1][2].shape[1::-1]  # width, height of the panels
+    panels.append((f"{title} ({size[0]}x{size[1]}{f', centre {shown[0]}x{shown[1]}' if shown != size else ''})", row))
 
 column = max([MIN_COLUMN] + [p.shape[1] for _, row in panels for _, _, p in row])
 heights = [LABEL + max(p.shape[0] for _, _, p in row) + PAD for _, row in panels]
