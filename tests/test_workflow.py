@@ -235,6 +235,7 @@ def chromium() -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("tiny_run")  # one worker builds the shared run
 def test_report_page_shows_the_table_the_preset_and_the_figures_in_headless_chromium(m3l_env, tiny_run, tmp_path):
     folder, models = tiny_run
     browser = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}",
@@ -259,6 +260,7 @@ def test_report_page_shows_the_table_the_preset_and_the_figures_in_headless_chro
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("tiny_run")  # one worker builds the shared run
 def test_tiny_preset_end_to_end_then_nothing_then_only_the_changed_model(m3l_env, tiny_run):
     tmp_path, models = tiny_run
     models = copy.deepcopy(models)

@@ -19,7 +19,7 @@ import torch
 from conftest import REPO, TINY
 from test_workflow import SNAKEFILE, check_results, snakemake, workflow_config
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]  # one cluster: its tests run one at a time
 
 PROFILE = REPO / "workflow" / "profiles" / "slurm-test"
 
