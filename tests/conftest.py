@@ -1,6 +1,6 @@
 """Shared fixtures: run the real m3l commands in subprocesses on tiny models and data.
 
-Every test runs with an empty ``XDG_CONFIG_HOME`` (the developer's own ``~/.config/m3l`` never leaks
+Every test starts from a seeded random state and runs with an empty ``XDG_CONFIG_HOME`` (the developer's own ``~/.config/m3l`` never leaks
 in) and a private ``M3L_CACHE``.
 """
 
@@ -23,6 +23,19 @@ TINY = [
     "data.train_batch_size=8", "data.deadleaves.count=4", "data.deadleaves.size=64", "data.num_workers=0",
     "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every test starts from the same random state, whichever tests ran before it on its worker
+    (pytest-xdist hands tests to workers in a different order each run)."""
+    import random
+
+    import torch
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
 
 
 @pytest.fixture(scope="session")

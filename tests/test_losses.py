@@ -14,12 +14,17 @@ def test_psnr_loss_is_the_negative_mean_psnr_per_image():
 
 
 def test_psnr_loss_trains_towards_the_target():
-    target = torch.rand(2, 1, 8, 8)
+    # Seeded, and with the cosine schedule NAFNet trains with: a constant-lr Adam jitters around
+    # the optimum by about its lr, so the result would depend on the draw (and on test order).
+    target = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     output = torch.zeros(2, 1, 8, 8, requires_grad=True)
     optimizer = torch.optim.Adam([output], lr=0.05)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=100)
     for _ in range(100):
         optimizer.zero_grad()
         loss = PSNRLoss()(output, target)
         loss.backward()
         optimizer.step()
-    assert (output - target).abs().max() < 0.05
+        schedule.step()
+    assert (output - target).abs().max() < 0.01
+    assert -PSNRLoss()(output, target).item() > 40
