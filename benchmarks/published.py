@@ -6,9 +6,11 @@ real command ``python -m m3l.run.test model=M net.pretrained=FILE <the entry's p
 measured | published | delta for each published number (test set / degradation / metric).
 
     python benchmarks/published.py --data-root ../shared/data --weights ../shared/weights [--only dncnn_sigma15]
+    python benchmarks/published.py ... --ensemble x8      # the same with the x8 self-ensemble: its gain in dB
+
 
 Writes ``benchmarks/results/published.csv`` (rewritten after each entry, so a long run keeps what it
-measured; with ``--only``, the other entries' rows are kept) and keeps each run's folder under ``benchmarks/results/published/<entry>/``.
+measured; with ``--only`` or another ``--ensemble``, the other rows are kept) and keeps each run's folder under ``benchmarks/results/published/<entry>/``.
 """
 
 from __future__ import annotations
@@ -44,10 +46,10 @@ def missing_sets(entry: hub.Weights, data_root: Path) -> list[str]:
     return [s for s in sets if not (data_root / FOLDERS.get(s, s)).is_dir()]
 
 
-def measure(entry: hub.Weights, path: Path, data_root: Path, run_dir: Path) -> pd.DataFrame:
+def measure(entry: hub.Weights, path: Path, data_root: Path, run_dir: Path, ensemble: str) -> pd.DataFrame:
     overrides = [o.replace("{data_root}", str(data_root)) for o in entry.protocol]
     command = [sys.executable, "-m", "m3l.run.test", f"model={entry.model}", f'net.pretrained="{path}"',
-               *overrides, f"hydra.run.dir={run_dir}", "trainer.enable_progress_bar=false", "data.num_workers=0"]
+               *overrides, f"ensemble={ensemble}", f"hydra.run.dir={run_dir}", "trainer.enable_progress_bar=false", "data.num_workers=0"]
     print("$", " ".join(command[1:]), flush=True)
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     if result.returncode != 0:
@@ -55,13 +57,13 @@ def measure(entry: hub.Weights, path: Path, data_root: Path, run_dir: Path) -> p
     return pd.read_csv(run_dir / "metrics.csv")
 
 
-def compare(entry: hub.Weights, metrics: pd.DataFrame) -> list[dict]:
+def compare(entry: hub.Weights, metrics: pd.DataFrame, ensemble: str) -> list[dict]:
     rows = []
     for key, published in entry.metrics.items():
         dataset, degradation, metric = key.split("/")
         found = metrics[(metrics.dataset == dataset) & (metrics.degradation == degradation)]
         measured = float(found[metric].iloc[0]) if len(found) and metric in found else float("nan")
-        rows.append({"entry": entry.name, "file": entry.released_name, "dataset": dataset,
+        rows.append({"entry": entry.name, "ensemble": ensemble, "file": entry.released_name, "dataset": dataset,
                      "degradation": degradation, "metric": metric, "measured": round(measured, 4),
                      "published": published, "delta": round(measured - published, 4)})
     return rows
@@ -72,11 +74,14 @@ def main() -> None:
     parser.add_argument("--data-root", type=Path, required=True)
     parser.add_argument("--weights", type=Path, required=True)
     parser.add_argument("--only", nargs="*", help="entry names (m3l/hub.py WEIGHTS)")
+    parser.add_argument("--ensemble", default="none", choices=["none", "x8"], help="test-time self-ensemble")
     args = parser.parse_args()
     out = RESULTS / "published.csv"
     rerun = {e.name for e in hub.WEIGHTS.values() if not args.only or e.name in args.only}
-    kept = pd.read_csv(out) if out.is_file() else pd.DataFrame(columns=["entry"])
-    rows = kept[~kept.entry.isin(rerun)].to_dict("records")  # --only: the other entries' rows stay
+    kept = pd.read_csv(out) if out.is_file() else pd.DataFrame(columns=["entry", "ensemble"])
+    if "ensemble" not in kept:  # written before --ensemble existed
+        kept.insert(1, "ensemble", "none")
+    rows = kept[~(kept.entry.isin(rerun) & (kept.ensemble == args.ensemble))].to_dict("records")
     for entry in hub.WEIGHTS.values():
         if args.only and entry.name not in args.only or not entry.protocol or not entry.metrics:
             continue
@@ -87,11 +92,12 @@ def main() -> None:
             continue
         start = time.time()
         try:
-            metrics = measure(entry, path, args.data_root.resolve(), RESULTS / "published" / entry.name)
+            run_dir = RESULTS / "published" / (entry.name + ("" if args.ensemble == "none" else f"_{args.ensemble}"))
+            metrics = measure(entry, path, args.data_root.resolve(), run_dir, args.ensemble)
         except RuntimeError as error:
             print(f"{entry.name}: m3l.run.test failed: {error}")
             continue
-        rows += compare(entry, metrics)
+        rows += compare(entry, metrics, args.ensemble)
         print(f"{entry.name}: {time.time() - start:.0f} s", flush=True)
         RESULTS.mkdir(exist_ok=True)
         pd.DataFrame(rows).to_csv(out, index=False)
