@@ -272,7 +272,6 @@ def build_logger(cfg: DictConfig):
     from hydra.utils import instantiate
 
     from m3l.extras import require as require_extra
-    from m3l.lightning_package import pytorch_lightning_targets
 
     if cfg.get("logger") is None:
         return False
@@ -280,16 +279,22 @@ def build_logger(cfg: DictConfig):
     for name, module, extra in LOGGER_EXTRAS:
         if target.rsplit(".", 1)[-1] == name:
             require_extra(module, extra, f"logger ({name})")
-    return instantiate(pytorch_lightning_targets(OmegaConf.to_container(cfg.logger, resolve=True)), _convert_="all")
+    return instantiate(trainer_side(cfg.logger), _convert_="all")
+
+
+def trainer_side(config: DictConfig):
+    """A trainer, logger or callback config as plain containers, resolved, its ``lightning.pytorch.X`` targets read
+    as ``pytorch_lightning.X`` (configs copied from lightning-hydra-template run on m3l's Trainer)."""
+    from m3l.lightning_package import pytorch_lightning_targets
+
+    return pytorch_lightning_targets(OmegaConf.to_container(config, resolve=True))
 
 
 def build_trainer(cfg: DictConfig, callbacks=(), logger=None):
     """``pytorch_lightning.Trainer`` from ``cfg.trainer``; ``trainer.gpus=N`` means ``accelerator=gpu, devices=N``."""
     from hydra.utils import instantiate
 
-    from m3l.lightning_package import pytorch_lightning_targets
-
-    kwargs = pytorch_lightning_targets(OmegaConf.to_container(cfg.trainer, resolve=True))
+    kwargs = trainer_side(cfg.trainer)
     gpus = kwargs.pop("gpus", None)
     if gpus not in (None, "???"):
         kwargs.update(accelerator="gpu", devices=gpus)
@@ -307,7 +312,4 @@ def instantiate_all(group: DictConfig | None) -> list:
     """Instantiate every non-null entry of a ``{name: config}`` mapping such as ``callbacks``."""
     from hydra.utils import instantiate
 
-    from m3l.lightning_package import pytorch_lightning_targets
-
-    return [instantiate(pytorch_lightning_targets(OmegaConf.to_container(c, resolve=True)), _convert_="all")
-            for c in (group or {}).values() if c is not None]
+    return [instantiate(trainer_side(c), _convert_="all") for c in (group or {}).values() if c is not None]
