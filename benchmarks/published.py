@@ -8,9 +8,9 @@ measured | published | delta for each published number (test set / degradation /
     python benchmarks/published.py --data-root ../shared/data --weights ../shared/weights [--only dncnn_sigma15]
     python benchmarks/published.py ... --ensemble x8      # the same with the x8 self-ensemble: its gain in dB
 
-
 Writes ``benchmarks/results/published.csv`` (rewritten after each entry, so a long run keeps what it
-measured; with ``--only`` or another ``--ensemble``, the other rows are kept) and keeps each run's folder under ``benchmarks/results/published/<entry>/``.
+measured; with ``--only`` or another ``--ensemble``, the other rows are kept) and keeps each run's folder
+under ``benchmarks/results/published/<entry>/`` (``<entry>_x8/`` with ``--ensemble x8``).
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ def missing_sets(entry: hub.Weights, data_root: Path) -> list[str]:
 def measure(entry: hub.Weights, path: Path, data_root: Path, run_dir: Path, ensemble: str) -> pd.DataFrame:
     overrides = [o.replace("{data_root}", str(data_root)) for o in entry.protocol]
     command = [sys.executable, "-m", "m3l.run.test", f"model={entry.model}", f'net.pretrained="{path}"',
-               *overrides, f"ensemble={ensemble}", f"hydra.run.dir={run_dir}", "trainer.enable_progress_bar=false", "data.num_workers=0"]
+               *overrides, f"ensemble={ensemble}", f"hydra.run.dir={run_dir}", "trainer.enable_progress_bar=false",
+               "data.num_workers=0"]
     print("$", " ".join(command[1:]), flush=True)
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     if result.returncode != 0:

@@ -1,18 +1,20 @@
 """Shared fixtures: run the real m3l commands in subprocesses on tiny models and data.
 
-Every test starts from a seeded random state and runs with an empty ``XDG_CONFIG_HOME`` (the developer's own ``~/.config/m3l`` never leaks
-in) and a private ``M3L_CACHE``.
+Every test starts from a seeded random state and runs with an empty ``XDG_CONFIG_HOME`` (the developer's own
+``~/.config/m3l`` never leaks in) and a private ``M3L_CACHE``.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,10 +31,6 @@ TINY = [
 def _seeded():
     """Every test starts from the same random state, whichever tests ran before it on its worker
     (pytest-xdist hands tests to workers in a different order each run)."""
-    import random
-
-    import torch
-
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
