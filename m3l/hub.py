@@ -17,13 +17,24 @@ Lightning nor Hydra.
 ``python -m m3l.hub convert FILE OUT.pth`` writes any known file (the authors' files, an m3l checkpoint)
 in m3l's layout (the net's state dict, its class and its architecture arguments) and prints its sha256,
 its layout and the overrides it implies (``python -m m3l.hub CHECKPOINT OUT.pth`` does the same: releasing
-a trained net).
+a trained net); the converted weights are loaded into the net they imply (strict) before anything is written.
+
+A weights file is data, never code. The net's class comes from m3l's own configs (the model's net config,
+or for a file read alone, one of the ``_target_`` classes of the net configs m3l ships or the user's config
+folders hold: :func:`known_nets`), never from the file. The architecture arguments a file records
+(``m3l_net_args`` of a release, ``m3l_config.net`` of a checkpoint) are accepted only as arguments of that
+class's ``__init__``, each a scalar or a list of scalars (:func:`check_net_args`), and reach the class as plain
+Python arguments, never through Hydra's (recursive) instantiation; the net is first built on the ``meta``
+device and checked against the file's tensors, so no argument can make it allocate more than the file holds.
+Tensors must be finite and of a floating type where the net has one (:func:`m3l.checkpoint.check_state`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -358,33 +369,176 @@ def convert_file(path: str | os.PathLike, target: str | None = None, layout: str
     from m3l import layouts
     from m3l.layouts.m3l import strip_prefix
 
+    from m3l.checkpoint import check_state
+
     raw = layouts.read(path)
     try:
         chosen = layouts.load_all()[layout] if layout else layouts.find_layout(raw, path, target)
     except M3LError:
-        state = strip_prefix(raw)
+        try:
+            state = strip_prefix(raw)
+        except M3LError as error:
+            raise M3LError(f"pretrained {path}: {error}") from None
         if not state:
             raise
+        check_state(state, f"pretrained {path}")
         return Converted(str(path), "", None, state, {})
+    except Exception as error:  # a layout's detect() on a file of unexpected structure
+        raise M3LError(f"pretrained {path}: malformed weights file ({type(error).__name__}: "
+                       f"{first_line(error)})") from None
     try:
         state, net_args = chosen.convert(raw)
     except M3LError as error:
         raise M3LError(f"pretrained {path} ({chosen.name}): {error}") from None
+    except Exception as error:  # keys of the layout holding something else than it should (a file made by hand)
+        raise M3LError(f"pretrained {path} ({chosen.name}): malformed weights file ({type(error).__name__}: "
+                       f"{first_line(error)})") from None
+    if not isinstance(net_args, dict):
+        raise M3LError(f"pretrained {path}: the architecture arguments it records are a "
+                       f"{type(net_args).__name__}, not a mapping; refused")
     net_args = dict(net_args)
-    return Converted(str(path), chosen.name, net_args.pop("_target_", None) or chosen.target or None, state, net_args)
+    file_target = net_args.pop("_target_", None)
+    if file_target is not None and not isinstance(file_target, str):
+        raise M3LError(f"pretrained {path}: its net class is a {type(file_target).__name__}, not a class name; refused")
+    file_target = file_target or chosen.target or None
+    what = f"pretrained {path}"
+    if net_args or file_target:  # the class comes from m3l's configs; the file's arguments must be its arguments
+        cls = net_class(file_target or target, what, trusted=target)
+        check_net_args(net_args, cls, what)
+    check_state(state, what)
+    return Converted(str(path), chosen.name, file_target, state, net_args)
 
 
-def model_for(target: str) -> str:
-    """The model config (``configs/model/NAME.yaml``) whose net is ``target``; ``target`` itself if none is."""
+def first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [""])[0][:300]
+
+
+# Hydra's instantiation keys: in a weights file they would choose code.
+HYDRA_KEYS = ("_target_", "_args_", "_partial_", "_recursive_", "_convert_")
+MAX_INT = 1 << 16           # an architecture argument (a width, a depth, a block count) larger than this is refused
+MAX_LIST = 64               # the longest list argument (block counts per level, widths, ...)
+MAX_TEXT = 256              # the longest string argument (a norm's name)
+
+
+def known_nets() -> dict[str, str]:
+    """``{class: net config}`` of the net configs m3l ships (``configs/net/*.yaml``) and the user's config folders
+    hold (``~/.config/m3l/net``, ``/etc/m3l/net``): the only classes a weights file may name."""
     from importlib.resources import files
 
     from omegaconf import OmegaConf
 
-    nets = files("m3l.configs") / "net"
-    for config in sorted(nets.iterdir(), key=lambda p: p.name):
-        if config.name.endswith(".yaml") and OmegaConf.create(config.read_text()).get("_target_") == target:
-            return f"model={config.name[:-5]}"
-    return f"net._target_={target}"
+    folders = [files("m3l.configs") / "net"]
+    try:
+        from hydra_plugins.m3l_searchpath.m3l_searchpath import user_config_dirs
+
+        folders = [folder / "net" for folder in user_config_dirs()] + folders
+    except ImportError:  # torch.hub users: m3l's configs only
+        pass
+    known: dict[str, str] = {}
+    for folder in reversed(folders):  # the user's configs win
+        if not folder.is_dir():
+            continue
+        for config in sorted(folder.iterdir(), key=lambda p: p.name):
+            if config.name.endswith(".yaml"):
+                try:
+                    target = OmegaConf.create(config.read_text()).get("_target_")
+                except Exception:  # a broken user config: not a known net
+                    continue
+                if isinstance(target, str):
+                    known[target] = config.name[:-5]
+    return known
+
+
+def net_class(target: str | None, what: str, trusted: str | None = None) -> type:
+    """The class ``target``: the model config's own (``trusted``), or one of :func:`known_nets`."""
+    import importlib
+
+    if not target:
+        raise M3LError(f"{what} records architecture arguments but no net class; pass the model (model=NAME) "
+                       f"and net.pretrained=FILE")
+    if target != trusted and target not in known_nets():
+        known = ", ".join(sorted(known_nets()))
+        raise M3LError(f"{what} is for the class {target[:200]!r}, none of m3l's nets ({known}); refused (a weights "
+                       f"file does not choose code: give a model whose net config is that class)")
+    module, _, name = target.rpartition(".")
+    try:
+        try:
+            return getattr(importlib.import_module(module), name)
+        except ImportError:  # a checkout that is not pip-installed: m3l.models is the repository's models/
+            if not module.startswith("m3l.models"):
+                raise
+            return getattr(importlib.import_module(module.replace("m3l.models", "models", 1)), name)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise M3LError(f"{what}: cannot import its net class {target} ({first_line(error)})") from None
+
+
+def _refused_key(value, prefix: str = "") -> str | None:
+    """The first of Hydra's instantiation keys anywhere inside ``value`` (as ``a.b._target_``), or None."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key in HYDRA_KEYS:
+                return name
+            found = _refused_key(item, name)
+            if found:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found = _refused_key(item, f"{prefix}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def _scalar_problem(value) -> str | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return None if abs(value) <= MAX_INT else f"{value} is larger than {MAX_INT}"
+    if isinstance(value, float):
+        return None if math.isfinite(value) and abs(value) <= MAX_INT else f"{value} is not a finite number up to {MAX_INT}"
+    if isinstance(value, str):
+        if len(value) > MAX_TEXT or not value.isprintable() or "${" in value:
+            return f"the string {value[:40]!r}... is not a short plain name"
+        return None
+    return f"a {type(value).__name__} is not a scalar"
+
+
+def check_net_args(args: dict, cls: type, what: str) -> dict:
+    """``args`` when each key is a parameter of ``cls.__init__`` and each value a scalar (bool, int, float, str,
+    None) or a list of scalars; else one line naming ``what`` (the file) and the key. Any mapping, and any of
+    Hydra's keys (``_target_``, ``_args_``, ``_partial_``, ``_recursive_``, ``_convert_``) anywhere, is refused."""
+    if not isinstance(args, dict):
+        raise M3LError(f"{what}: its architecture arguments are a {type(args).__name__}, not a mapping; refused")
+    hydra_key = _refused_key(args)
+    if hydra_key:
+        raise M3LError(f"{what}: key {hydra_key} is a Hydra instantiation key; refused (a weights file holds "
+                       f"architecture arguments, never objects to build)")
+    parameters = inspect.signature(cls.__init__).parameters
+    names = [n for n, p in parameters.items() if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for key, value in args.items():
+        if not isinstance(key, str) or key not in names:
+            raise M3LError(f"{what}: key {str(key)[:80]!r} is not an argument of {cls.__name__} "
+                           f"({', '.join(names) or 'none'}); refused")
+        if isinstance(value, dict):
+            raise M3LError(f"{what}: key {key} is a mapping; refused (architecture arguments are scalars or lists "
+                           f"of scalars; a nested net config is not read from a weights file: pass checkpoint=FILE "
+                           f"with the model's own config instead)")
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if isinstance(value, (list, tuple)) and len(value) > MAX_LIST:
+            raise M3LError(f"{what}: key {key} is a list of {len(value)} items (more than {MAX_LIST}); refused")
+        for item in items:
+            problem = _scalar_problem(item)
+            if problem:
+                raise M3LError(f"{what}: key {key}: {problem}; refused (architecture arguments are scalars or "
+                               f"lists of scalars)")
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in args.items()}
+
+
+def model_for(target: str) -> str:
+    """The model config (``configs/model/NAME.yaml``) whose net is ``target`` (one of :func:`known_nets`)."""
+    name = known_nets().get(target)
+    return f"model={name}" if name else f"a model whose net is {target[:200]}"
 
 
 def override(key: str, value) -> str:
@@ -428,12 +582,36 @@ def misfit(net: nn.Module, state: dict, net_args: dict | None = None) -> str | N
 
 
 def load_into(net: nn.Module, state: dict, what: str, net_args: dict | None = None) -> nn.Module:
-    """``net.load_state_dict(state)``, strict, with one line when the weights do not fit."""
+    """``net.load_state_dict(state)``, strict, with one line when the weights do not fit (keys, shapes, or a
+    tensor that is not finite or not of the net's floating type)."""
+    from m3l.checkpoint import check_state
+
     problem = misfit(net, state, net_args)
     if problem:
         raise M3LError(f"pretrained: {what} does not fit {type(net).__name__}: {problem}")
+    check_state(state, f"pretrained: {what}", net.state_dict())
     net.load_state_dict(state, strict=True)
     return net
+
+
+def build_checked(build, state: dict | None, what: str, net_args: dict | None = None) -> nn.Module:
+    """``build()``, first on the ``meta`` device (no memory) and checked against ``state`` (the file's tensors):
+    architecture arguments read from a file cannot make the net allocate more than the file holds."""
+    if state is not None:
+        try:
+            with torch.device("meta"):
+                probe = build()
+        except M3LError:
+            raise
+        except Exception as error:
+            raise M3LError(f"pretrained: {what}: its architecture arguments do not build the net "
+                           f"({type(error).__name__}: {first_line(error)})") from None
+        if isinstance(probe, nn.Module):
+            problem = misfit(probe, state, net_args)
+            if problem:
+                raise M3LError(f"pretrained: {what} does not fit {type(probe).__name__}: {problem}")
+        del probe
+    return build()
 
 
 def class_name(net: nn.Module) -> str:
@@ -491,7 +669,7 @@ def split_pretrained(net_cfg: dict, model: str | None = None) -> tuple[dict, Wei
     if file_target and target != file_target:
         raise M3LError(f"net.pretrained: {what} holds weights of {file_target}, not of this model's "
                        f"{target}; use {model_for(file_target)}")
-    args = pretrained.net if isinstance(pretrained, Weights) else pretrained.net_args
+    args = file_args(pretrained)
     changed = {k: v for k, v in args.items() if net_cfg.get(k) != v}
     if "channels" in changed and "channels" in net_cfg:  # the net's channels are the data's (${data.channels})
         raise M3LError(f"net.pretrained: {what} is for {args['channels']}-channel images, the data has "
@@ -499,6 +677,48 @@ def split_pretrained(net_cfg: dict, model: str | None = None) -> tuple[dict, Wei
     if changed:
         print(f"pretrained {what}; using " + " ".join(override(k, v) for k, v in changed.items()))
     return {**net_cfg, **args}, pretrained
+
+
+def file_args(pretrained: Weights | Converted | None) -> dict:
+    """The architecture arguments that ``pretrained`` fixes (an entry's, or those its file implies, checked)."""
+    if pretrained is None:
+        return {}
+    return dict(pretrained.net if isinstance(pretrained, Weights) else pretrained.net_args)
+
+
+def build_net(net_cfg: dict, model: str | None = None) -> nn.Module:
+    """The net of ``net_cfg`` (a net config as plain containers, ``pretrained`` key included) with its weights.
+
+    The config's own keys go to :func:`hydra.utils.instantiate`; the architecture arguments a weights file fixes
+    (checked by :func:`check_net_args`) are passed to the class as plain Python arguments, never through Hydra;
+    the net is checked against the file on the ``meta`` device before it is built (:func:`build_checked`).
+    """
+    from hydra.utils import instantiate
+
+    config, pretrained = split_pretrained(net_cfg, model)
+    fixed = file_args(pretrained)
+    if not fixed:
+        net = instantiate(config, _convert_="all")
+    else:
+        own = {k: v for k, v in config.items() if k not in fixed}
+        make = instantiate(own, _convert_="all", _partial_=True)
+        state = pretrained.state if isinstance(pretrained, Converted) else None
+        net = build_checked(lambda: make(**fixed), state, pretrained.name if isinstance(pretrained, Weights)
+                            else pretrained.source, config)
+    if pretrained is not None:
+        load_pretrained(net, pretrained, net_args=config)
+    return net
+
+
+def check_converted(converted: Converted) -> None:
+    """Load ``converted`` into the net it implies (its class, built with its arguments; strict): what ``hub
+    convert`` checks before it writes. A file without a known class is only checked for finite float tensors."""
+    if not converted.target:
+        return
+    what = converted.source
+    cls = net_class(converted.target, f"pretrained {what}")
+    net = build_checked(lambda: cls(**converted.net_args), converted.state, what, converted.net_args)
+    load_into(net, converted.state, what, converted.net_args)
 
 
 def write(converted: Converted, out: str | os.PathLike) -> str:
@@ -545,6 +765,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         entry = WEIGHTS.get(args.file)  # an entry's name: its file, downloaded and checked
         converted = convert_file(download(entry), entry.target, entry.layout) if entry else convert_file(args.file)
+        check_converted(converted)  # the net it implies takes it (strict): nothing else is written as a release
         digest = write(converted, args.out)
     except M3LError as error:
         print(f"m3l.hub: error: {error}", file=sys.stderr)

@@ -184,15 +184,13 @@ def build_module(cfg: DictConfig):
     from hydra.utils import instantiate
     from torch import nn
 
-    from m3l.hub import load_pretrained, split_pretrained
+    from m3l.hub import build_net
     from m3l.lightning_package import as_pytorch_lightning
     from m3l.restoration import RestorationModule
     from m3l.video_restoration import VideoRestorationModule
 
-    net_cfg, pretrained = split_pretrained(OmegaConf.to_container(cfg.net, resolve=True), cfg.get("name"))
-    net = instantiate(net_cfg, _convert_="all")
-    if pretrained is not None:  # net.pretrained=true|NAME|PATH (see m3l.hub)
-        load_pretrained(net, pretrained, net_args=net_cfg)
+    # net.pretrained=true|NAME|PATH (see m3l.hub): a file's architecture arguments reach the net as plain arguments
+    net = build_net(OmegaConf.to_container(cfg.net, resolve=True), cfg.get("name"))
     net = as_pytorch_lightning(net)  # a lightning.pytorch.LightningModule runs as written too
     if isinstance(net, pl.LightningModule):
         return apply_speed_options(net, cfg)
