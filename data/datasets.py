@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from m3l.errors import M3LError
-from m3l.imageio import read_image
+from m3l.imageio import read_image, to_float
 
 SIDE_FILE = "side.yaml"
 
@@ -45,14 +46,15 @@ def relative_name(path: Path, root: Path) -> str:
 
 
 class PatchDataset(Dataset):
-    """``length`` random ``patch_size`` crops of in-memory images, augmented and degraded on the fly.
+    """``length`` random ``patch_size`` crops of decoded images, augmented and degraded on the fly.
 
-    Images are decoded once (``images`` is a list of ``(C, H, W)`` tensors); each item picks an image, a
-    position and one of the 8 flips / rotations with torch's RNG (seeded per worker by Lightning), then
-    degrades the patch with a numpy RNG drawn from it.
+    Images are decoded once: ``images`` is a list of ``(C, H, W)`` float tensors, or the integer arrays of a pixel
+    cache (:class:`m3l.data.cache.PixelCache`), whose crops are converted to float one patch at a time (the same
+    floats). Each item picks an image, a position and one of the 8 flips / rotations with torch's RNG (seeded per
+    worker by Lightning), then degrades the patch with a numpy RNG drawn from it.
     """
 
-    def __init__(self, images: list[torch.Tensor], degradation, patch_size: int = 40, length: int = 1600,
+    def __init__(self, images: list[torch.Tensor] | Sequence[np.ndarray], degradation, patch_size: int = 40, length: int = 1600,
                  augment: bool = True):
         self.images, self.degradation = images, degradation
         self.patch_size, self.length, self.augment = patch_size, length, augment
@@ -66,6 +68,8 @@ class PatchDataset(Dataset):
         top = int(torch.randint(image.shape[1] - p + 1, ()))
         left = int(torch.randint(image.shape[2] - p + 1, ()))
         patch = image[:, top:top + p, left:left + p]
+        if isinstance(patch, np.ndarray):  # a crop of the pixel cache: only its rows are read
+            patch = to_float(patch)
         if self.augment:
             k, flip = int(torch.randint(4, ())), bool(torch.randint(2, ()))
             patch = torch.rot90(patch, k, (1, 2))

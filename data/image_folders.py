@@ -16,12 +16,21 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from m3l.data import cache as pixel_cache
 from m3l.data import embedded
 from m3l.data.datasets import CorrectDataset, EvalDataset, PatchDataset, collate, folder_side, relative_name
 from m3l.data.degradations import GaussianNoise, side_from_config
 from m3l.data.progressive import epoch_batches, parse_schedule, stage_at
 from m3l.errors import M3LError
 from m3l.imageio import list_images, read_image
+
+
+def info(*lines: str) -> None:
+    """Lines for the log, from the first rank only (the data modules' start-of-training summary)."""
+    from pytorch_lightning.utilities import rank_zero_info
+
+    for line in lines:
+        rank_zero_info(line)
 
 
 def default_workers() -> int:
@@ -46,6 +55,13 @@ def _files(source, what: str) -> tuple[list[Path], Path]:
     return files, root
 
 
+def _label(source) -> str:
+    """What names a training set's cache folder: its folder, resolved (or the list of its images)."""
+    if isinstance(source, (list, tuple)):
+        return "\n".join(str(Path(f).resolve()) for f in source)
+    return str(Path(source).expanduser().resolve())
+
+
 class FolderDataModule(pl.LightningDataModule):
     """What m3l's folder data modules share (images, paired images, clips): the data loaders and the
     images to correct (the clip module streams its own).
@@ -62,6 +78,8 @@ class FolderDataModule(pl.LightningDataModule):
 
     predict_filter: Callable[[list[str]], list[str]] | None = None
     progressive: list = []
+    cache: bool = False
+    cache_dir: str | None = None
     _stage_loader: tuple | None = None  # ((stage index, batches), its DataLoader)
 
     def use_progressive(self, progressive) -> None:
@@ -71,6 +89,19 @@ class FolderDataModule(pl.LightningDataModule):
         self.progressive = parse_schedule(progressive)
         if self.progressive:
             self.patch_size = max(stage.patch_size for stage in self.progressive)
+
+    def prepare_data(self) -> None:
+        """Build the training set's decoded-pixel cache (:mod:`m3l.data.cache`) when fitting: Lightning runs this
+        once per node, on its first process, before every process's ``setup`` (which opens the cache, and builds
+        it under the same file lock if it is still missing)."""
+        if self.trainer is not None and self.trainer.state.fn != "fit":
+            return
+        self.train_cache()
+
+    def train_cache(self) -> pixel_cache.PixelCache | None:
+        """The training set's pixel cache, built if needed; None when the set is not cached (``data.cache=false``,
+        the embedded data)."""
+        return None
 
     def setup_predict(self) -> None:
         if self.correct_dir is None:
@@ -143,6 +174,9 @@ class ImageFolderDataModule(FolderDataModule):
         deadleaves: size of the embedded training set (``count``, ``size``).
         progressive: stages of patch and batch sizes by step (see :mod:`m3l.data.progressive`); they replace
             ``patch_size`` and ``train_batch_size`` for training.
+        cache: decode the training images once into a memory-mapped cache shared by every worker and rank
+            (:mod:`m3l.data.cache`; the default); ``False`` holds them decoded as float32 in each process.
+        cache_dir: where the cache lives (default ``~/.cache/m3l/pixels``; node-local scratch on a cluster).
     """
 
     def __init__(self, train_dir: str | None = None, val_dir=None, test_sets: Mapping | None = None,
@@ -150,11 +184,12 @@ class ImageFolderDataModule(FolderDataModule):
                  channels: int = 1, patch_size: int = 40, train_batch_size: int = 16,
                  patches_per_epoch: int = 1600, augment: bool = True, num_workers: int | None = None,
                  seed: int = 0, deadleaves: Mapping | None = None, correct_side: Mapping | None = None,
-                 progressive: Sequence[Mapping] | None = None):
+                 progressive: Sequence[Mapping] | None = None, cache: bool = True, cache_dir: str | None = None):
         super().__init__()
         if channels not in (1, 3):
             raise M3LError(f"data.channels must be 1 (gray) or 3 (RGB), got {channels}")
         self.train_dir, self.val_dir, self.test_sets, self.correct_dir = train_dir, val_dir, test_sets, correct_dir
+        self.cache, self.cache_dir = cache, cache_dir
         self.degradation = degradation or GaussianNoise(25.0)
         self.test_degradations = list(test_degradations or [self.degradation])
         self.channels, self.patch_size, self.train_batch_size = channels, patch_size, train_batch_size
@@ -165,15 +200,33 @@ class ImageFolderDataModule(FolderDataModule):
         self.use_progressive(progressive)
 
     # -- datasets -------------------------------------------------------------------------------
-    def _train_images(self) -> list[torch.Tensor]:
+    def train_cache(self) -> pixel_cache.PixelCache | None:
+        if self.train_dir is None or not self.cache:
+            return None
+        files, root = _files(self.train_dir, "data.train_dir")
+        items = [pixel_cache.Item((f,), str(f)) for f in files]
+        return pixel_cache.ensure(items, self.channels, "images", _label(self.train_dir), self.cache_dir)
+
+    def _train_images(self) -> list[torch.Tensor] | pixel_cache.PixelCache:
+        """The training images: in-memory tensors (embedded data, ``data.cache=false``) or the pixel cache."""
         if self.train_dir is None:
             images = embedded.dead_leaves_images(channels=self.channels, seed=self.seed, **self.deadleaves)
             return list(torch.from_numpy(images))
+        pixels = self.train_cache()
+        if pixels is not None:
+            small = [name for name, shape in zip(pixels.names, pixels.shapes) if min(shape[1:]) < self.patch_size]
+            if small:
+                raise M3LError(f"data.train_dir: {small[0]} is smaller than data.patch_size={self.patch_size}")
+            info(*pixel_cache.summary(pixels, "data.train_dir", len(pixels), "images"))
+            return pixels
         files, _ = _files(self.train_dir, "data.train_dir")
         images = [read_image(f, self.channels) for f in files]
         small = [f for f, im in zip(files, images) if min(im.shape[1:]) < self.patch_size]
         if small:
             raise M3LError(f"data.train_dir: {small[0]} is smaller than data.patch_size={self.patch_size}")
+        held = sum(im.numel() * im.element_size() for im in images)
+        info(f"data.train_dir: {len(images)} images, {sum(im[0].numel() for im in images) / 1e9:.2f} gigapixels, "
+             f"decoded into memory (data.cache=false): {pixel_cache.human(held)} in every rank (float32)")
         return images
 
     def _eval_sets(self) -> list[EvalDataset]:

@@ -1,7 +1,9 @@
 """``VideoFolderDataModule``: train, validate, test and correct over clips (frame folders and video files).
 
 - training: random spatio-temporal crops, ``frames`` consecutive frames of ``patch_size`` pixels (same flip /
-  rotation for every frame, and random time reversal), degraded with any degradation of the zoo frame by frame
+  rotation for every frame, and random time reversal), cut from the decoded-pixel cache (:mod:`m3l.data.cache`: every
+  training clip decoded once into one memory-mapped file shared by all workers and ranks; ``data.cache=false``
+  reads frame folders for every crop and holds videos decoded in each process), degraded with any degradation of the zoo frame by frame
   (parameters drawn per clip or per frame, noise always per frame) or as a whole (:class:`~m3l.data.video.H264`);
 - validation and test: whole clips, each degraded with ``RandomState(seed)``;
 - correction: each clip streamed in chunks of ``chunk`` frames with ``frames // 2`` context frames on each side
@@ -20,13 +22,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
+from m3l.data import cache as pixel_cache
 from m3l.data.datasets import collate
 from m3l.data.degradations import GaussianNoise, side_from_config
-from m3l.data.image_folders import FolderDataModule, default_workers
+from m3l.data.image_folders import FolderDataModule, default_workers, info
 from m3l.data.video import Clip, degrade_clip, embedded_clips, frame_rate, iter_frames, list_clips, read_clip, reflect_index
 from m3l.errors import M3LError
 from m3l.extras import require
-from m3l.imageio import read_image
+from m3l.imageio import read_image, to_float
 
 
 def _clips(source, what: str) -> list[Clip]:
@@ -42,11 +45,17 @@ def _clips(source, what: str) -> list[Clip]:
 
 
 class FrameSource:
-    """Random access to a training clip's frames: a frame folder is read a few frames at a time; a video is
-    decoded once and kept as 8-bit frames; an in-memory clip is used as is."""
+    """Random access to a training clip's frames: a clip of the pixel cache (``pixels[index]``, ``(T, C, H, W)``,
+    only a crop's pixels read); else a frame folder is read a few frames at a time, a video is decoded once and
+    kept as 8-bit frames, and an in-memory clip is used as is."""
 
-    def __init__(self, clip: Clip | torch.Tensor, channels: int):
-        self.channels = channels
+    def __init__(self, clip: Clip | torch.Tensor | None, channels: int,
+                 pixels: pixel_cache.PixelCache | None = None, index: int = 0):
+        self.channels, self.pixels, self.index = channels, pixels, index
+        if pixels is not None:
+            self.data = self.files = None
+            self.length, self.shape = pixels.shapes[index][0], tuple(pixels.shapes[index][-2:])
+            return
         if isinstance(clip, torch.Tensor):
             self.data, self.files = clip, None
         elif clip.is_video:
@@ -57,9 +66,20 @@ class FrameSource:
         self.shape = tuple(first.shape[-2:])
 
     def __len__(self) -> int:
+        if self.pixels is not None:
+            return self.length
         return len(self.data) if self.data is not None else len(self.files)
 
+    def crop(self, start: int, count: int, top: int, left: int, size: int) -> torch.Tensor:
+        """``count`` frames from ``start``, cropped to ``size`` pixels at ``(top, left)``: the same floats whether
+        cut from the cache or from decoded frames."""
+        if self.pixels is not None:
+            return to_float(self.pixels[self.index][start:start + count, :, top:top + size, left:left + size])
+        return self.frames(start, count)[..., top:top + size, left:left + size]
+
     def frames(self, start: int, count: int) -> torch.Tensor:
+        if self.pixels is not None:
+            return to_float(self.pixels[self.index][start:start + count])
         if self.data is None:
             return torch.stack([read_image(f, self.channels) for f in self.files[start:start + count]])
         part = self.data[start:start + count]
@@ -86,7 +106,7 @@ class ClipCrops(Dataset):
         p, (h, w) = self.patch_size, source.shape
         start = int(torch.randint(len(source) - self.frames + 1, ()))
         top, left = int(torch.randint(h - p + 1, ())), int(torch.randint(w - p + 1, ()))
-        crop = source.frames(start, self.frames)[..., top:top + p, left:left + p]
+        crop = source.crop(start, self.frames, top, left, p)
         if self.augment:
             k, flip, reverse = (int(torch.randint(n, ())) for n in (4, 2, 2))
             crop = torch.rot90(crop, k, (2, 3))
@@ -197,6 +217,10 @@ class VideoFolderDataModule(FolderDataModule):
         chunk: frames restored per step of correction (memory grows with it, not with the clip's length).
         synthetic: the embedded training clips (``count``, ``size``, ``frames``, ``crop``, ``rmin``).
         progressive: stages of patch and batch sizes by step (see :mod:`m3l.data.progressive`).
+        cache: decode the training clips once into a memory-mapped cache shared by every worker and rank
+            (:mod:`m3l.data.cache`; the default); ``False`` reads frame folders for every crop and holds videos
+            decoded (8-bit) in each process.
+        cache_dir: where the cache lives (default ``~/.cache/m3l/pixels``; node-local scratch on a cluster).
     """
 
     def __init__(self, train_dir: str | None = None, val_dir: str | None = None, test_sets: Mapping | None = None,
@@ -204,11 +228,13 @@ class VideoFolderDataModule(FolderDataModule):
                  per_clip: bool = True, channels: int = 1, frames: int = 5, patch_size: int = 48,
                  train_batch_size: int = 8, crops_per_epoch: int = 320, augment: bool = True,
                  num_workers: int | None = None, seed: int = 0, chunk: int = 8, synthetic: Mapping | None = None,
-                 correct_side: Mapping | None = None, progressive: Sequence[Mapping] | None = None):
+                 correct_side: Mapping | None = None, progressive: Sequence[Mapping] | None = None,
+                 cache: bool = True, cache_dir: str | None = None):
         super().__init__()
         if channels not in (1, 3):
             raise M3LError(f"data.channels must be 1 (gray) or 3 (RGB), got {channels}")
         self.train_dir, self.val_dir, self.test_sets, self.correct_dir = train_dir, val_dir, test_sets, correct_dir
+        self.cache, self.cache_dir = cache, cache_dir
         self.degradation = degradation or GaussianNoise(25.0)
         self.test_degradations = list(test_degradations or [self.degradation])
         self.per_clip, self.channels, self.frames, self.patch_size = per_clip, channels, frames, patch_size
@@ -223,10 +249,29 @@ class VideoFolderDataModule(FolderDataModule):
             return embedded_clips(split, self.channels, self.seed, **(self.synthetic if split == "train" else {}))
         return {clip.name: clip for clip in _clips(source, what)}
 
+    def train_cache(self) -> pixel_cache.PixelCache | None:
+        if not self.cache or self.train_dir is None:
+            return None
+        items = [pixel_cache.Item((clip.path,) if clip.is_video else tuple(clip.frame_files()), clip.name,
+                                  clip=not clip.is_video, video=clip.is_video)
+                 for clip in _clips(self.train_dir, "data.train_dir")]
+        label = str(Path(self.train_dir).expanduser().resolve())
+        return pixel_cache.ensure(items, self.channels, "clips", label, self.cache_dir)
+
+    def _train_sources(self) -> list[FrameSource]:
+        pixels = self.train_cache()
+        if pixels is not None:
+            info(*pixel_cache.summary(pixels, "data.train_dir", len(pixels), "clips"))
+            return [FrameSource(None, self.channels, pixels, index) for index in range(len(pixels))]
+        clips = self._clean_clips(self.train_dir, "train", "data.train_dir")
+        if self.train_dir is not None:
+            info(f"data.train_dir: {len(clips)} clips, frame folders read for every crop and videos held decoded "
+                 f"in every rank (data.cache=false)")
+        return [FrameSource(c, self.channels) for c in clips.values()]
+
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", None):
-            clips = self._clean_clips(self.train_dir, "train", "data.train_dir")
-            sources = [FrameSource(c, self.channels) for c in clips.values()]
+            sources = self._train_sources()
             self.train_set = ClipCrops(sources, self.degradation, self.frames, self.patch_size, self.crops_per_epoch,
                                        self.augment, self.per_clip)
         if stage in ("fit", "validate", None):

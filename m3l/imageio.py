@@ -31,17 +31,34 @@ def read_image(path: str | os.PathLike, channels: int = 1) -> torch.Tensor:
 
     EXIF orientation is applied; 16-bit images keep their precision; alpha is dropped; any mode
     (palette, CMYK, ...) is converted to gray (``channels=1``) or RGB (``channels=3``).
+    ``read_image(p, c)`` is ``to_float(decode_image(p, c))``, so pixels decoded once (the training cache,
+    :mod:`m3l.data.cache`) and converted later give exactly the same floats.
     """
+    return to_float(decode_image(path, channels))
+
+
+def decode_image(path: str | os.PathLike, channels: int = 1) -> np.ndarray:
+    """The decoded pixels of an image as integers, ``(channels, H, W)``: uint8 for 8-bit images, uint16 for
+    16-bit ones, int32 for Pillow's 32-bit mode ``I``; see :func:`read_image`."""
     with Image.open(path) as img:
         img = ImageOps.exif_transpose(img)
         if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-            array = np.asarray(img, dtype=np.float32) / (65535.0 if img.mode.startswith("I;16") else 4294967295.0)
+            array = np.asarray(img).astype(np.uint16 if img.mode.startswith("I;16") else np.int32)
             array = array[None] if channels == 1 else np.repeat(array[None], channels, axis=0)
-            return torch.from_numpy(np.ascontiguousarray(array))
+            return np.ascontiguousarray(array)
         img = img.convert("L" if channels == 1 else "RGB")
         array = np.array(img, dtype=np.uint8)
     array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
-    return torch.from_numpy(np.ascontiguousarray(array)).float().div_(255.0)
+    return np.ascontiguousarray(array)
+
+
+def to_float(array: np.ndarray) -> torch.Tensor:
+    """Pixels from :func:`decode_image` (or any crop of them) as a float tensor in [0, 1]: uint8 / 255,
+    uint16 / 65535, int32 / (2**32 - 1)."""
+    if array.dtype == np.uint8:
+        return torch.from_numpy(np.array(array, order="C")).float().div_(255.0)
+    scale = 65535.0 if array.dtype == np.uint16 else 4294967295.0
+    return torch.from_numpy(np.ascontiguousarray(array.astype(np.float32) / scale))
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
