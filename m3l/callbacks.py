@@ -9,14 +9,51 @@
   table and the summary (one row per test set and degradation), under ``test/per_image`` and
   ``test/summary``;
 - :class:`ProgressLines`: plain progress lines on stdout when the progress bar is off.
+
+:class:`AtomicCheckpointIO` is the checkpoint writer of ``m3l.run.train``: each checkpoint is written to a
+temporary file beside its target, synced, then renamed over it (Lightning's own writer stages it in ``$TMPDIR`` and
+moves it, a copy when the run folder is on another file system: a full disk then left a cut ``last.ckpt``).
 """
 
 from __future__ import annotations
 
+import io
+import os
 import time
+from typing import Any
 
 import torch
 from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Saves a checkpoint completely under its name or not at all, whatever the file systems (see
+    :mod:`m3l.atomic`): a full disk or a kill while saving leaves the earlier checkpoint of that name as it was.
+    Paths with a protocol (``s3://``) go to Lightning's writer."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        from m3l.atomic import atomic_write
+
+        if storage_options is not None or "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        try:
+            with atomic_write(path) as f:
+                f.write(buffer.getbuffer())
+                f.flush()
+                os.fsync(f.fileno())  # on disk before the rename publishes it
+        except OSError as error:  # name the checkpoint in the one-line report (a write error has no filename)
+            if error.filename is None:
+                raise OSError(error.errno, error.strerror, str(path)) from None
+            raise
+
+
+def use_atomic_checkpoints(trainer) -> None:
+    """Make ``trainer`` save checkpoints with :class:`AtomicCheckpointIO`, unless its config chose another writer."""
+    if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+        trainer.strategy.checkpoint_io = AtomicCheckpointIO()
 
 
 def _loggers(trainer, method: str) -> list:

@@ -6,11 +6,17 @@ interrupted run never leaves a partial image.
 
 Correction resumes: :meth:`ImageSerializer.pending` drops the inputs whose output already exists
 (unless ``overwrite``) before anything is read, and removes what a killed run left half-written.
+
+Outputs stay inside ``root_dir``: ``..`` and absolute parts of a name are dropped, and an output whose folder
+leads out of ``root_dir`` through a symbolic link is refused (before anything is corrected, and again just before
+each write). Inputs that would share an output (``a.png``, ``a.jpg`` and ``a.PNG`` all make ``a.png``) are
+refused up front, naming them, instead of overwriting each other.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +30,20 @@ from m3l.imageio import write_png
 log = logging.getLogger(__name__)
 
 
+def shown(name: str | os.PathLike) -> str:
+    """A file name as text that any log or terminal takes: bytes that are not UTF-8 (a name from another
+    system) appear as ``\\xNN`` instead of breaking the log file's encoder."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def collisions(names: Sequence[str], output_path) -> list[list[str]]:
+    """Groups of ``names`` whose ``output_path`` is the same file (inputs that differ only by extension)."""
+    by_output: dict[Path, list[str]] = {}
+    for name in names:
+        by_output.setdefault(output_path(name), []).append(name)
+    return [group for group in by_output.values() if len(group) > 1]
+
+
 class ImageSerializer(BasePredictionWriter):
     """Args:
         root_dir: the output folder.
@@ -33,12 +53,15 @@ class ImageSerializer(BasePredictionWriter):
 
     def __init__(self, root_dir: str, suffix: str = ".png", overwrite: bool = False):
         super().__init__(write_interval="batch")
+        if root_dir is None or not str(root_dir).strip():
+            raise M3LError("serializer.root_dir is empty: pass serializer.root_dir=FOLDER for the corrected images")
         self.root_dir = Path(root_dir)
         self.suffix = suffix
         self.overwrite = overwrite
         self.written: list[Path] = []
         self.skipped: list[str] = []
         self.done: list[str] = []
+        self.current: str | None = None  # the batch being corrected
         self.started = time.perf_counter()
 
     def output_path(self, name: str) -> Path:
@@ -48,14 +71,31 @@ class ImageSerializer(BasePredictionWriter):
             relative = relative.relative_to(relative.anchor)
         return self.root_dir / relative
 
+    def inside(self, path: Path) -> Path:
+        """``path`` if its folder, symbolic links resolved, is inside ``root_dir`` (also resolved); else one line."""
+        root = self.root_dir.resolve()
+        if not path.parent.resolve().is_relative_to(root):
+            raise M3LError(f"serializer.root_dir: {shown(path.parent)} leads outside {shown(self.root_dir)} (a "
+                           f"symbolic link); refusing to write {shown(path.name)} there: remove the link or "
+                           f"choose another serializer.root_dir")
+        return path
+
     def pending(self, names: Sequence[str]) -> list[str]:
         """The relative ``names`` still to correct: all with ``overwrite``, else those without an output.
 
         Data modules call it on their file list before building the dataset (see
         ``FolderDataModule.predict_filter``), so finished inputs are not even read. Temporary files that
-        a killed run left for these outputs are removed.
+        a killed run left for these outputs are removed. Before anything else, inputs that would share an
+        output and outputs that a symbolic link would send out of ``root_dir`` are refused in one line.
         """
-        outputs = [self.output_path(name) for name in names]
+        clashes = collisions(names, self.output_path)
+        if clashes:
+            listed = "; ".join(" and ".join(map(shown, group)) for group in clashes[:3])
+            more = f" (and {len(clashes) - 3} more)" if len(clashes) > 3 else ""
+            raise M3LError(f"data.correct_dir: {listed}{more} would all be written as "
+                           f"{shown(self.output_path(clashes[0][0]).name)}: inputs that differ only by extension "
+                           f"would overwrite each other's output; rename or move all but one")
+        outputs = [self.inside(self.output_path(name)) for name in names]
         remove_temporaries(outputs)
         done = [False] * len(names) if self.overwrite else [out.exists() for out in outputs]
         self.done = [name for name, finished in zip(names, done) if finished]
@@ -67,25 +107,31 @@ class ImageSerializer(BasePredictionWriter):
         try:
             self.root_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise M3LError(f"serializer.root_dir: cannot create {self.root_dir}: {error.strerror}") from None
+            raise M3LError(f"serializer.root_dir: cannot create {shown(self.root_dir)}: {error.strerror}") from None
         self.written, self.skipped = [], []
         self.started = time.perf_counter()
 
+    def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        """Remember what is being corrected, for a line that names it if it does not fit in memory."""
+        names = batch.get("path") if isinstance(batch, dict) else None
+        self.current = ", ".join(names) if isinstance(names, (list, tuple)) else names
+
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
                            dataloader_idx=0) -> None:
+        self.current = None
         self.skipped += batch.get("skipped", [])
         if prediction is None:
             return
         for image, name in zip(prediction, batch["path"]):
-            path = self.output_path(name)
+            path = self.inside(self.output_path(name))
             try:
                 self.written.append(write_png(image, path))
             except OSError as error:
-                raise M3LError(f"cannot write {path}: {error.strerror or error}") from None
+                raise M3LError(f"cannot write {shown(path)}: {error.strerror or error}") from None
 
     def wrote(self, seconds: float) -> str:
         """What the summary says was written, and how fast."""
-        return (f"wrote {len(self.written)} images to {self.root_dir} in {seconds:.2f} s "
+        return (f"wrote {len(self.written)} images to {shown(self.root_dir)} in {seconds:.2f} s "
                 f"({len(self.written) / max(seconds, 1e-9):.3f} images/s)")
 
     def summary(self) -> str:
@@ -94,7 +140,7 @@ class ImageSerializer(BasePredictionWriter):
         if self.done:
             message += f"; skipped {len(self.done)} already done (serializer.overwrite=true redoes them)"
         if self.skipped:
-            message += f"; skipped {len(self.skipped)} unreadable: {', '.join(self.skipped)}"
+            message += f"; skipped {len(self.skipped)} unreadable: {', '.join(map(shown, self.skipped))}"
         return message
 
     def teardown(self, trainer, pl_module, stage: str) -> None:

@@ -6,7 +6,9 @@ a video file as a video at the input's frame rate, lossless by default (FFV1 in 
 quality (``codec=libx264 crf=N``, ``.mp4``). A clip is written under a temporary name and renamed when its last
 frame is done (see :class:`m3l.data.video.ClipWriter`): an interrupted run or an unreadable clip leaves no
 partial output. A rerun resumes: :meth:`VideoSerializer.pending` drops the clips whose output exists (unless
-``overwrite``) before any is decoded, and removes what a killed run left half-written.
+``overwrite``) before any is decoded, and removes what a killed run left half-written. As for images, clips
+that would share an output (``a.mp4`` and ``a.avi``: both ``a.mkv``) are refused up front, and no output may
+leave ``root_dir`` through a symbolic link.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ class VideoSerializer(ImageSerializer):
         path = self.output_path(name)
         try:
             if batch["start"] == 0:
-                self.open[name] = ClipWriter(path, batch["fps"], codec=self.codec, crf=self.crf)
+                self.open[name] = ClipWriter(self.inside(path), batch["fps"], codec=self.codec, crf=self.crf)
             writer = self.open[name]
             for frame, frame_name in zip(prediction[0], batch["frame_names"]):
                 writer.write(frame, frame_name)

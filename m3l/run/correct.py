@@ -8,13 +8,17 @@ The data module's
 image under ``OUT`` as soon as its batch is done, keeping its relative path and name (as ``.png``).
 Unreadable files are skipped with a warning naming each, and a summary at the end. Inputs whose output
 already exists are skipped without being read (a rerun resumes), unless ``serializer.overwrite=true``.
+
+``IN`` and ``OUT`` must be apart: the same folder, ``OUT`` inside ``IN`` (a rerun would correct its own
+outputs) or ``IN`` inside ``OUT`` (outputs could replace inputs) is refused in one line, as are empty paths.
+An image too large for memory stops with one line that names it and says to pass ``tile=``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from m3l.errors import M3LError
 from m3l.run.common import build_datamodule, build_module, build_trainer, entry, load_checkpoint, require
@@ -33,31 +37,82 @@ def return_freed_memory() -> None:
         pass
 
 
+def check_apart(source: Path, root: Path, output_of) -> None:
+    """One line if correcting ``source`` into ``root`` could overwrite or re-read its own files: the same folder,
+    either inside the other (symbolic links resolved), or a single image whose output is the image itself."""
+    from m3l.serializer import shown
+
+    inputs, outputs = source.resolve(), root.resolve()
+    where = f"data.correct_dir={shown(source)} and serializer.root_dir={shown(root)}"
+    if source.is_dir():
+        if inputs == outputs:
+            problem = "are the same folder: the originals would count as done, or be replaced with overwrite=true"
+        elif outputs.is_relative_to(inputs):
+            problem = "overlap: the output folder is inside the input folder, so a rerun would correct its outputs"
+        elif inputs.is_relative_to(outputs):
+            problem = "overlap: the input folder is inside the output folder, so outputs could replace the inputs"
+        else:
+            return
+    elif Path(output_of(source.name)).resolve() == inputs:
+        problem = "would write the corrected image over the original"
+    else:
+        return
+    raise M3LError(f"{where} {problem}; give an output folder outside the inputs")
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is an allocation failure (torch's, on CPU or GPU, or Python's)."""
+    import torch
+
+    if isinstance(error, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text
+                                                or "not enough memory" in text)
+
+
 def correct(cfg: DictConfig) -> None:
     from hydra.utils import instantiate
 
     from m3l.data.video import is_video
     from m3l.imageio import list_images
+    from m3l.serializer import shown
 
     require(cfg, "data.correct_dir")
     if cfg.get("serializer") is None:
         raise M3LError("serializer is not set: add 'override /serializer: image_serializer' to the model "
                        "config's defaults, or pass serializer=image_serializer")
     require(cfg, "serializer.root_dir")
+    for key in ("data.correct_dir", "serializer.root_dir"):  # an empty path would silently mean the cwd
+        if not str(OmegaConf.select(cfg, key)).strip():
+            raise M3LError(f"{key} is empty: pass {key}=PATH (use . for the current folder)")
     source = Path(cfg.data.correct_dir)
     if not source.exists():
-        raise M3LError(f"data.correct_dir: {source} does not exist; give a folder of images or a single image")
+        raise M3LError(f"data.correct_dir: {shown(source)} does not exist; give a folder of images or a single image")
     if source.is_dir() and not list_images(source) and not any(map(is_video, source.rglob("*"))):
-        raise M3LError(f"data.correct_dir: no images (png, jpg, bmp, tif, ...) or videos (mp4, mkv, avi) in {source}")
+        raise M3LError(f"data.correct_dir: no images (png, jpg, bmp, tif, ...) or videos (mp4, mkv, avi) in "
+                       f"{shown(source)}")
+    serializer = instantiate(cfg.serializer)
+    if hasattr(serializer, "output_path"):
+        check_apart(source, Path(cfg.serializer.root_dir), serializer.output_path)
 
     return_freed_memory()
     module, datamodule = build_module(cfg), build_datamodule(cfg)
     load_checkpoint(module, cfg)  # checkpoint=PATH, or the net's pretrained weights
-    serializer = instantiate(cfg.serializer)
     if hasattr(datamodule, "predict_filter") and hasattr(serializer, "pending"):
         datamodule.predict_filter = serializer.pending  # resume: finished outputs are not read again
     trainer = build_trainer(cfg, callbacks=[serializer], logger=False)
-    trainer.predict(module, datamodule=datamodule, return_predictions=False)
+    try:
+        trainer.predict(module, datamodule=datamodule, return_predictions=False)
+    except Exception as error:
+        if not out_of_memory(error):
+            raise
+        name = getattr(serializer, "current", None)
+        image = f"{shown(name)} " if name else "an image "
+        hint = (f"a smaller tile= than {cfg.tile}" if cfg.get("tile") else
+                "tile=512 (or smaller): tiled inference, exact when tile_overlap covers the net's receptive field")
+        raise M3LError(f"data.correct_dir: {image}does not fit in memory ({str(error).splitlines()[0][:120]}); "
+                       f"pass {hint}") from None
     if not serializer.written and not getattr(serializer, "done", None):
         what = f"{source} could not be read as an image or video" if source.is_file() else f"none of the images in {source} could be read"
         raise M3LError(f"data.correct_dir: {what}")
