@@ -52,7 +52,7 @@ def test_a_result_rebuilds_byte_for_byte_in_a_fresh_clone_at_its_commit(run_m3l,
     subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--disable-pip-version-check", "-e", str(clone)], check=True, capture_output=True, timeout=300)
 
-    replay = subprocess.run([python, "-m", "m3l.run.replay", str(result / "run.yaml")], cwd=clone, env=m3l_env,
+    replay = subprocess.run([python, "-m", "m3l.run.replay", str(result / "run.yaml"), "--yes"], cwd=clone, env=m3l_env,
                             capture_output=True, text=True, timeout=300)
     assert replay.returncode == 0, replay.stderr[-3000:]
     assert "m3l commit: recorded" not in replay.stderr  # the clone is at the recorded commit
