@@ -48,6 +48,29 @@ def side_from_config(values: Mapping | None) -> dict[str, torch.Tensor]:
             for k, v in (values or {}).items() if v is not None}
 
 
+def draws_levels(degradation) -> bool:
+    """Whether ``degradation`` draws its level per image from a range (blind noise ``sigma: [0, 55]``, JPEG
+    ``quality: [10, 95]``, a blur ``sigma`` range, one of several): a training distribution, not a test level."""
+    if isinstance(degradation, (Compose, OneOf)):
+        return isinstance(degradation, OneOf) or any(draws_levels(step) for step in degradation.steps)
+    return bool(getattr(degradation, "blind", False)) or _is_range(getattr(degradation, "sigma", None))
+
+
+def require_test_levels(degradation, test_degradations, key: str = "data.test_degradations") -> list:
+    """The degradations to test with: ``test_degradations``, else the training ``degradation`` when it has fixed
+    levels; a training degradation that draws its level per image stops with one line (a table of random levels
+    is not a published protocol)."""
+    if test_degradations:
+        return list(test_degradations)
+    if draws_levels(degradation):
+        from m3l.errors import M3LError
+
+        raise M3LError(f"{key} is null and the training degradation {degradation.name} draws its level per "
+                       f"image: test at fixed levels, e.g. degradation@data.degradation=sigma25 or "
+                       f"{key}=[{{_target_:m3l.data.degradations.GaussianNoise,sigma:25}}]")
+    return [degradation]
+
+
 class GaussianNoise:
     """Additive white Gaussian noise, ``sigma`` on the 0-255 scale: fixed, or ``[low, high]`` drawn per image.
 

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from m3l.data import cache as pixel_cache
 from m3l.data import embedded
 from m3l.data.datasets import CorrectDataset, EvalDataset, PatchDataset, collate, folder_side, relative_name
-from m3l.data.degradations import GaussianNoise, side_from_config
+from m3l.data.degradations import GaussianNoise, require_test_levels, side_from_config
 from m3l.data.progressive import epoch_batches, parse_schedule, stage_at
 from m3l.errors import M3LError
 from m3l.imageio import list_images, read_image
@@ -165,7 +165,8 @@ class ImageFolderDataModule(FolderDataModule):
             ``{quality: 10}``), for nets whose ``forward`` needs it (FFDNet, DRUNet) or can use it (FBCNN).
         degradation: applied to training and validation images (default: Gaussian noise, sigma 25); a
             config of the ``degradation`` group (``degradation@data.degradation=jpeg10`` on the command line).
-        test_degradations: each test set is evaluated once per entry (default: ``[degradation]``).
+        test_degradations: each test set is evaluated once per entry (default: ``[degradation]`` when its
+            level is fixed; one that draws its level per image stops with one line).
         channels: 1 for gray, 3 for RGB; images are converted on load.
         patch_size, train_batch_size, patches_per_epoch: training crops, batch size and epoch length.
         augment: random flips and rotations of training patches.
@@ -191,7 +192,7 @@ class ImageFolderDataModule(FolderDataModule):
         self.train_dir, self.val_dir, self.test_sets, self.correct_dir = train_dir, val_dir, test_sets, correct_dir
         self.cache, self.cache_dir = cache, cache_dir
         self.degradation = degradation or GaussianNoise(25.0)
-        self.test_degradations = list(test_degradations or [self.degradation])
+        self.test_degradations = list(test_degradations or [])  # empty: the training one, if fixed
         self.channels, self.patch_size, self.train_batch_size = channels, patch_size, train_batch_size
         self.patches_per_epoch, self.augment, self.seed = patches_per_epoch, augment, seed
         self.num_workers = default_workers() if num_workers is None else num_workers
@@ -234,7 +235,7 @@ class ImageFolderDataModule(FolderDataModule):
         out = []
         for name, source in sets.items():
             files, root = _files(source, f"data.test_sets.{name}")
-            out += [EvalDataset(files, root, d, self.channels, name, self.seed) for d in self.test_degradations]
+            out += [EvalDataset(files, root, d, self.channels, name, self.seed) for d in require_test_levels(self.degradation, self.test_degradations)]
         return out
 
     def setup(self, stage: str | None = None) -> None:

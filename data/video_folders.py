@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_in
 
 from m3l.data import cache as pixel_cache
 from m3l.data.datasets import collate
-from m3l.data.degradations import GaussianNoise, side_from_config
+from m3l.data.degradations import GaussianNoise, require_test_levels, side_from_config
 from m3l.data.image_folders import FolderDataModule, default_workers, info
 from m3l.data.video import Clip, degrade_clip, embedded_clips, frame_rate, iter_frames, list_clips, read_clip, reflect_index
 from m3l.errors import M3LError
@@ -208,7 +208,8 @@ class VideoFolderDataModule(FolderDataModule):
         correct_dir: a folder of clips (frame folders, videos) or one video file (``m3l.run.correct``).
         correct_side: side information for correction (``{sigma: 25}``), for nets that need it (FastDVDnet).
         degradation: a degradation of the zoo (applied per frame) or :class:`~m3l.data.video.H264` (per clip).
-        test_degradations: each test set is evaluated once per entry (default: ``[degradation]``).
+        test_degradations: each test set is evaluated once per entry (default: ``[degradation]`` when its
+            level is fixed; one that draws its level per image stops with one line).
         per_clip: draw a blind degradation's parameters (noise level, quality) once per clip, else per frame.
         channels: 1 gray, 3 RGB.
         frames: frames of a training crop (at least the net's window: 5 for FastDVDnet, 1 per frame); ``frames // 2``
@@ -236,7 +237,7 @@ class VideoFolderDataModule(FolderDataModule):
         self.train_dir, self.val_dir, self.test_sets, self.correct_dir = train_dir, val_dir, test_sets, correct_dir
         self.cache, self.cache_dir = cache, cache_dir
         self.degradation = degradation or GaussianNoise(25.0)
-        self.test_degradations = list(test_degradations or [self.degradation])
+        self.test_degradations = list(test_degradations or [])  # empty: the training one, if fixed
         self.per_clip, self.channels, self.frames, self.patch_size = per_clip, channels, frames, patch_size
         self.train_batch_size, self.crops_per_epoch, self.augment = train_batch_size, crops_per_epoch, augment
         self.num_workers = default_workers() if num_workers is None else num_workers
@@ -281,7 +282,7 @@ class VideoFolderDataModule(FolderDataModule):
             sets = self.test_sets if self.test_sets is not None else {"clips": None}
             self.test_sets_ = [ClipEvalDataset(self._clean_clips(source, "test", f"data.test_sets.{name}"), d,
                                                self.channels, name, self.seed, self.per_clip)
-                               for name, source in sets.items() for d in self.test_degradations]
+                               for name, source in sets.items() for d in require_test_levels(self.degradation, self.test_degradations)]
         if stage == "predict":
             if self.correct_dir is None:
                 raise M3LError("data.correct_dir is not set: pass data.correct_dir=<folder of clips or a video file>")

@@ -50,7 +50,9 @@ def command(task: str, arguments: list[str]) -> str:
     return shlex.join(["python", "-m", f"m3l.run.{task}", *arguments])
 
 
-def run_info(cfg: DictConfig, task: str, arguments: list[str]) -> dict:
+def run_info(cfg: DictConfig, task: str, arguments: list[str], preset: list[dict] | None = None) -> dict:
+    """What ``run.yaml`` holds; ``preset``: for each key the preset set, whose value was used
+    (:func:`m3l.run.precedence.user_wins`)."""
     m3l_git = git_state(Path(__file__).resolve().parent)
     cwd_git = git_state(Path.cwd())
     info = {
@@ -62,6 +64,8 @@ def run_info(cfg: DictConfig, task: str, arguments: list[str]) -> dict:
         "versions": versions(),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
+    if preset:
+        info["preset_keys"] = preset
     return info
 
 

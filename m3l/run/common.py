@@ -117,6 +117,7 @@ def run(task: Callable[[DictConfig], Any], cfg: DictConfig, name: str, model: bo
     """
     from hydra.core.hydra_config import HydraConfig
 
+    from m3l.run.precedence import conflicts, user_wins
     from m3l.runinfo import run_info, write_run_info
 
     try:
@@ -125,10 +126,14 @@ def run(task: Callable[[DictConfig], Any], cfg: DictConfig, name: str, model: bo
         import pytorch_lightning as pl
 
         hydra_cfg = HydraConfig.get()
-        require_protocol(hydra_cfg.runtime.choices)
+        choices = hydra_cfg.runtime.choices
+        require_protocol(choices)
+        preset = user_wins(cfg, choices, list(hydra_cfg.overrides.task), name)  # what the user typed wins
+        for line in conflicts(preset, choices.get("preset")):
+            print(f"m3l {name}: {line}", file=sys.stderr)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         threading.excepthook = _quiet_disk_full  # TensorBoard's writer thread: the main thread reports it
-        write_run_info(run_info(cfg, name, sys.argv[1:]), hydra_cfg.runtime.output_dir)
+        write_run_info(run_info(cfg, name, sys.argv[1:], preset), hydra_cfg.runtime.output_dir)
         return task(cfg)
     except (M3LError, MissingMandatoryValue, hydra.errors.InstantiationException) as error:
         if os.environ.get("M3L_DEBUG") or os.environ.get("HYDRA_FULL_ERROR"):
