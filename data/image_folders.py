@@ -232,10 +232,10 @@ class ImageFolderDataModule(FolderDataModule):
 
     def _eval_sets(self) -> list[EvalDataset]:
         sets = self.test_sets if self.test_sets is not None else {"photos": embedded.photos("test")}
-        out = []
+        out, levels = [], require_test_levels(self.degradation, self.test_degradations)
         for name, source in sets.items():
             files, root = _files(source, f"data.test_sets.{name}")
-            out += [EvalDataset(files, root, d, self.channels, name, self.seed) for d in require_test_levels(self.degradation, self.test_degradations)]
+            out += [EvalDataset(files, root, d, self.channels, name, self.seed) for d in levels]
         return out
 
     def setup(self, stage: str | None = None) -> None:

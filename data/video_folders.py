@@ -280,9 +280,10 @@ class VideoFolderDataModule(FolderDataModule):
                                            self.channels, "val", self.seed, self.per_clip)
         if stage in ("test", None):
             sets = self.test_sets if self.test_sets is not None else {"clips": None}
+            levels = require_test_levels(self.degradation, self.test_degradations)
             self.test_sets_ = [ClipEvalDataset(self._clean_clips(source, "test", f"data.test_sets.{name}"), d,
                                                self.channels, name, self.seed, self.per_clip)
-                               for name, source in sets.items() for d in require_test_levels(self.degradation, self.test_degradations)]
+                               for name, source in sets.items() for d in levels]
         if stage == "predict":
             if self.correct_dir is None:
                 raise M3LError("data.correct_dir is not set: pass data.correct_dir=<folder of clips or a video file>")
