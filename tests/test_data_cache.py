@@ -225,9 +225,10 @@ def test_only_fitting_with_a_folder_builds_a_cache(tmp_path):
 def test_two_ddp_ranks_on_cpu_train_from_one_cache(run_m3l, tmp_path):
     images(tmp_path / "train", count=4)
     result = run_m3l("train", "model=dncnn", *TINY, f"data.train_dir={tmp_path / 'train'}", "data.patch_size=24",
-                     f"data.cache_dir={tmp_path / 'c'}", "trainer.strategy=ddp", "trainer.devices=2",
+                     f"data.cache_dir={tmp_path / 'c'}", "+trainer.strategy=ddp", "trainer.devices=2",
                      "trainer.accelerator=cpu", "hydra.run.dir=run")
     output = result.stdout + result.stderr
+    assert "MEMBER: 2/2" in output  # two ranks really ran
     assert output.count("decoded in") == 1, output[-3000:]  # built once, by the node's first rank
     (folder,) = folders(tmp_path / "c")
     assert (folder / cache.MANIFEST).is_file()
