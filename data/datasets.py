@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from m3l.errors import M3LError
-from m3l.imageio import read_image, to_float
+from m3l.imageio import read_image, read_named, to_float
 
 SIDE_FILE = "side.yaml"
 
@@ -91,7 +91,7 @@ class EvalDataset(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> dict:
-        target = read_image(self.files[index], self.channels)
+        target = read_named(self.files[index], self.channels)  # a bad image: one line naming it
         degraded, side = self.degradation(target, np.random.RandomState(self.seed))
         return {"input": degraded, "target": target, "side": side,
                 "path": relative_name(self.files[index], self.root),

@@ -22,7 +22,7 @@ from m3l.data import cache as pixel_cache
 from m3l.data.degradations import side_from_config
 from m3l.data.image_folders import FolderDataModule, default_workers, info
 from m3l.errors import M3LError
-from m3l.imageio import list_images, read_image, to_float
+from m3l.imageio import list_images, read_named, to_float
 
 
 def find_pairs(root: str | Path, input: str, target: str, what: str) -> list[tuple[Path, Path, str]]:
@@ -45,7 +45,7 @@ def find_pairs(root: str | Path, input: str, target: str, what: str) -> list[tup
 
 
 def _read_pair(pair, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
-    degraded, clean = read_image(pair[0], channels), read_image(pair[1], channels)
+    degraded, clean = read_named(pair[0], channels), read_named(pair[1], channels)  # bad images: one line
     if degraded.shape != clean.shape:
         raise M3LError(f"{pair[0]} and {pair[1]} differ in size: {tuple(degraded.shape)} vs {tuple(clean.shape)}")
     return degraded, clean

@@ -12,6 +12,7 @@ from PIL import Image, ImageOps
 from m3l.atomic import atomic_write
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+SIXTEEN_BIT_FORMATS = frozenset({"PNG", "PPM"})  # at most 16 bits a sample, even when Pillow's mode is I (32-bit)
 
 
 def is_image(path: str | os.PathLike) -> bool:
@@ -39,17 +40,36 @@ def read_image(path: str | os.PathLike, channels: int = 1) -> torch.Tensor:
 
 def decode_image(path: str | os.PathLike, channels: int = 1) -> np.ndarray:
     """The decoded pixels of an image as integers, ``(channels, H, W)``: uint8 for 8-bit images, uint16 for
-    16-bit ones, int32 for Pillow's 32-bit mode ``I``; see :func:`read_image`."""
+    16-bit ones (PNG, and PGM / PPM, which Pillow opens in its 32-bit mode ``I`` with values scaled to
+    0-65535), int32 for other images in mode ``I`` (32-bit TIFF); see :func:`read_image`."""
     with Image.open(path) as img:
+        sixteen = img.format in SIXTEEN_BIT_FORMATS  # read before exif_transpose, whose copy has no format
         img = ImageOps.exif_transpose(img)
         if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-            array = np.asarray(img).astype(np.uint16 if img.mode.startswith("I;16") else np.int32)
+            if img.mode.startswith("I;16") or sixteen:  # 16-bit PNG / PGM / PPM (Pillow may say mode I)
+                array = np.clip(np.asarray(img), 0, 65535).astype(np.uint16)
+            else:
+                array = np.asarray(img).astype(np.int32)
             array = array[None] if channels == 1 else np.repeat(array[None], channels, axis=0)
             return np.ascontiguousarray(array)
         img = img.convert("L" if channels == 1 else "RGB")
         array = np.array(img, dtype=np.uint8)
     array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
     return np.ascontiguousarray(array)
+
+
+def read_named(path: str | os.PathLike, channels: int = 1) -> torch.Tensor:
+    """:func:`read_image` for a data set, where an image that cannot be read stops the run: one line
+    (:class:`~m3l.errors.M3LError`) naming the file, instead of Pillow's traceback (an empty, cut or foreign file, a
+    decompression bomb)."""
+    from m3l.errors import M3LError, shown
+
+    try:
+        return read_image(path, channels)
+    except Exception as error:  # Pillow raises many types for bad files
+        first = (str(error).splitlines() or [""])[0]
+        raise M3LError(f"{shown(path)}: cannot read it as an image ({type(error).__name__}: {first}); remove or "
+                       f"replace it") from None
 
 
 def to_float(array: np.ndarray) -> torch.Tensor:

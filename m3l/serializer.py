@@ -16,7 +16,6 @@ refused up front, naming them, instead of overwriting each other.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,16 +23,10 @@ from pathlib import Path
 from pytorch_lightning.callbacks import BasePredictionWriter
 
 from m3l.atomic import remove_temporaries
-from m3l.errors import M3LError
+from m3l.errors import M3LError, shown
 from m3l.imageio import write_png
 
 log = logging.getLogger(__name__)
-
-
-def shown(name: str | os.PathLike) -> str:
-    """A file name as text that any log or terminal takes: bytes that are not UTF-8 (a name from another
-    system) appear as ``\\xNN`` instead of breaking the log file's encoder."""
-    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def collisions(names: Sequence[str], output_path) -> list[list[str]]:

@@ -40,7 +40,7 @@ def return_freed_memory() -> None:
 def check_apart(source: Path, root: Path, output_of) -> None:
     """One line if correcting ``source`` into ``root`` could overwrite or re-read its own files: the same folder,
     either inside the other (symbolic links resolved), or a single image whose output is the image itself."""
-    from m3l.serializer import shown
+    from m3l.errors import shown
 
     inputs, outputs = source.resolve(), root.resolve()
     where = f"data.correct_dir={shown(source)} and serializer.root_dir={shown(root)}"
@@ -76,7 +76,7 @@ def correct(cfg: DictConfig) -> None:
 
     from m3l.data.video import is_video
     from m3l.imageio import list_images
-    from m3l.serializer import shown
+    from m3l.errors import shown
 
     require(cfg, "data.correct_dir")
     if cfg.get("serializer") is None:

@@ -60,14 +60,34 @@ def match(clean: dict[str, Path], other: dict[str, Path], key: str, folder: str,
                        f"extension")
 
 
+def unreadable(path: Path, error: BaseException) -> M3LError:
+    """The one line for an image that cannot be read: not an image, cut short, a decompression bomb (more pixels
+    than Pillow's limit), or too large for memory."""
+    from PIL import Image
+
+    from m3l.errors import shown
+
+    if isinstance(error, Image.DecompressionBombError):
+        return M3LError(f"{shown(path)}: refused: {error} (Image.MAX_IMAGE_PIXELS)")
+    if isinstance(error, MemoryError):
+        return M3LError(f"{shown(path)}: too large to read into memory")
+    first = (str(error).splitlines() or [type(error).__name__])[0]
+    return M3LError(f"{shown(path)}: cannot read it as an image ({first})")
+
+
+READ_ERRORS = (OSError, ValueError, SyntaxError, MemoryError)  # and Pillow's DecompressionBombError (below)
+
+
 def read(path: Path, channels: int):
     """``(1, C, H, W)`` in [0, 1]; one line naming the file if it cannot be read."""
+    from PIL import Image
+
     from m3l.imageio import read_image
 
     try:
         return read_image(path, channels)[None]
-    except (OSError, ValueError, SyntaxError) as error:
-        raise M3LError(f"{path}: cannot read it as an image ({error})") from None
+    except (*READ_ERRORS, Image.DecompressionBombError) as error:
+        raise unreadable(path, error) from None
 
 
 def channels_of(path: Path) -> int:
@@ -76,8 +96,23 @@ def channels_of(path: Path) -> int:
     try:
         with Image.open(path) as image:
             return 1 if image.mode in GRAY_MODES else 3
-    except (OSError, ValueError, SyntaxError) as error:
-        raise M3LError(f"{path}: cannot read it as an image ({error})") from None
+    except (*READ_ERRORS, Image.DecompressionBombError) as error:
+        raise unreadable(path, error) from None
+
+
+def crop_border(metrics) -> int:
+    """``metrics.crop_border`` as a whole number of pixels >= 0; one line otherwise."""
+    value = (metrics or {}).get("crop_border", 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise M3LError(f"metrics.crop_border: {value!r} is not a whole number of pixels >= 0")
+    return value
+
+
+def check_crop(path: Path, height: int, width: int, crop: int) -> None:
+    """One line if cropping ``crop`` pixels on every side leaves less than 2x2 pixels of the image to measure."""
+    if min(height, width) - 2 * crop < 2:
+        raise M3LError(f"metrics.crop_border={crop} leaves nothing to measure of {path} ({width}x{height} pixels): "
+                       f"give at most {max(0, (min(height, width) - 2) // 2)}")
 
 
 def score(cfg: DictConfig) -> None:
@@ -91,6 +126,7 @@ def score(cfg: DictConfig) -> None:
     require(cfg, "clean_dir", "restored_dir")
     if cfg.channels not in (None, 1, 3):
         raise M3LError(f"channels: {cfg.channels} is not 1 (gray) or 3 (RGB); null reads each as its clean image")
+    crop = crop_border(cfg.metrics)
     metric_names, options = protocol(cfg.metrics)
     clean = names("clean_dir", cfg.clean_dir)
     restored = names("restored_dir", cfg.restored_dir)
@@ -106,6 +142,7 @@ def score(cfg: DictConfig) -> None:
     for name, clean_path in clean.items():
         channels = cfg.channels or channels_of(clean_path)
         target = read(clean_path, channels)
+        check_crop(clean_path, target.shape[-2], target.shape[-1], crop)
         images = {"": restored[name], "_input": degraded[name] if degraded else None}
         relative = clean_path.relative_to(cfg.clean_dir).as_posix()
         row = {"dataset": dataset, "degradation": degradation, "image": relative,
