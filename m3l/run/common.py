@@ -42,6 +42,7 @@ def entry(task: Callable[[DictConfig], Any], config_name: str, model: bool = Tru
 
     @functools.wraps(main)
     def main_with_hints() -> Any:
+        sys.argv[1:] = null_groups(sys.argv[1:])
         try:
             require_plugins(sys.argv[1:])
         except M3LError as error:
@@ -58,6 +59,18 @@ def entry(task: Callable[[DictConfig], Any], config_name: str, model: bool = Tru
             raise
 
     return main_with_hints
+
+
+def null_groups(overrides: list[str]) -> list[str]:
+    """``GROUP=null`` for a config group of m3l (``logger=null``: no logger) as Hydra's ``~GROUP``, which Hydra
+    needs: it refuses null as a group's option."""
+    from pathlib import Path
+
+    import m3l.configs
+
+    groups = {entry.name for entry in Path(m3l.configs.__file__).parent.iterdir() if entry.is_dir()}
+    return [f"~{o.partition('=')[0]}" if o.endswith("=null") and o.partition("=")[0] in groups else o
+            for o in overrides]
 
 
 # Overrides that switch on a Hydra plugin shipped as an extra: (group, option prefix, modules, extra). Without the
