@@ -52,6 +52,14 @@ def model_test_sets(model):
     return config["models"][model].get("test_sets") or TEST_SETS
 
 
+# Names become folders under results/: `..` would reach out of results/<model>/ (and delete what is there).
+NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+for _name in [*MODELS, *{d for m in MODELS for d in model_test_sets(m)}]:
+    if not NAME.match(str(_name)):
+        fail(
+            f"{_name!r} is not a usable model or test set name: letters, digits, _ . - only, not starting with . or -"
+        )
+
 for _model in MODELS:
     _sets = model_test_sets(_model)
     if None in _sets.values() and any(_sets.values()):

@@ -31,4 +31,4 @@ rule correct:
             "hydra.run.dir=results/{model}/correct/{dataset}",
         ),
     shell:
-        "python -m m3l.run.correct {params.args} > {log} 2>&1"
+        "python -m m3l.run.correct {params.args} > {log:q} 2>&1"

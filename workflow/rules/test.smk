@@ -17,4 +17,4 @@ rule test:
             "hydra.run.dir=results/{model}/test",
         ),
     shell:
-        "python -m m3l.run.test {params.args} > {log} 2>&1"
+        "python -m m3l.run.test {params.args} > {log:q} 2>&1"

@@ -18,5 +18,5 @@ rule train:
             "hydra.run.dir=results/{model}/train",
         ),
     shell:
-        "python {params.fresh_run} {params.run_dir} {params.args} && "
-        "python -m m3l.run.train {params.args} > {log} 2>&1"
+        "python {params.fresh_run:q} {params.run_dir:q} {params.args} && "
+        "python -m m3l.run.train {params.args} > {log:q} 2>&1"

@@ -8,4 +8,4 @@ rule weights:
     params:
         weights=lambda wildcards: config["models"][wildcards.model]["weights"],
     shell:
-        "python -m m3l.hub convert {params.weights:q} {output:q} > {log} 2>&1"
+        "python -m m3l.hub convert {params.weights:q} {output:q} > {log:q} 2>&1"
