@@ -111,8 +111,8 @@ def correct(cfg: DictConfig) -> None:
         image = f"{shown(name)} " if name else "an image "
         hint = (f"a smaller tile= than {cfg.tile}" if cfg.get("tile") else
                 "tile=512 (or smaller): tiled inference, exact when tile_overlap covers the net's receptive field")
-        raise M3LError(f"data.correct_dir: {image}does not fit in memory ({str(error).splitlines()[0][:120]}); "
-                       f"pass {hint}") from None
+        reason = (str(error).splitlines() or [type(error).__name__])[0].rpartition("DefaultCPUAllocator: ")[2]
+        raise M3LError(f"data.correct_dir: {image}does not fit in memory ({reason[:120]}); pass {hint}") from None
     if not serializer.written and not getattr(serializer, "done", None):
         what = f"{source} could not be read as an image or video" if source.is_file() else f"none of the images in {source} could be read"
         raise M3LError(f"data.correct_dir: {what}")
