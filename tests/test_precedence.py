@@ -9,6 +9,7 @@ import torch
 import yaml
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
 
 from conftest import write_images
 
@@ -73,15 +74,16 @@ def test_without_a_preset_nothing_changes_and_a_fixed_training_level_is_tested(r
 def composed():
     """``composed(config, *overrides)``: the config m3l's commands run, after :func:`user_wins`."""
     from m3l.run.common import register_search_path
-    from m3l.run.precedence import user_wins
+    from m3l.run.precedence import compose_as_run, user_wins
 
     register_search_path()
     GlobalHydra.instance().clear()
     with initialize_config_module("m3l.configs", version_base="1.3"):
         def compose_and_fix(config: str, *overrides: str):
             cfg = compose(config_name=config, overrides=list(overrides), return_hydra_config=True)
-            choices = cfg.hydra.runtime.choices
-            records = user_wins(cfg, choices, list(overrides), config)
+            records = user_wins(cfg, cfg.hydra.runtime.choices, list(overrides), config)
+            as_run = OmegaConf.to_container(compose_as_run(config, list(overrides)), resolve=False)
+            assert as_run == {k: v for k, v in OmegaConf.to_container(cfg, resolve=False).items() if k != "hydra"}
             return cfg, records
 
         yield compose_and_fix

@@ -167,3 +167,16 @@ def _show(value: Any) -> str:
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}: {_show(v)}" for k, v in value.items()) + "}"
     return str(value)
+
+
+def compose_as_run(config_name: str, overrides: list[str]) -> DictConfig:
+    """``config_name`` composed with ``overrides`` as ``python -m m3l.run.<config_name>`` runs it (the command
+    line winning over a preset), for scripts that compose instead of running a command (the workflow's
+    ``degrade`` rule). Needs an initialized Hydra (``initialize_config_module("m3l.configs")``)."""
+    from hydra import compose
+
+    cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
+    user_wins(cfg, cfg.hydra.runtime.choices, list(overrides), config_name)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg

@@ -6,7 +6,7 @@ example figures score each panel against)."""
 import sys
 from pathlib import Path
 
-from hydra import compose, initialize_config_module
+from hydra import initialize_config_module
 from hydra.utils import instantiate
 
 import m3l  # noqa: F401  (registers the m3l.* config resolvers)
@@ -16,11 +16,12 @@ from m3l.data.degradations import SIDE_SCALE
 from m3l.data.video import is_video, write_clip
 from m3l.imageio import write_png
 from m3l.run.common import register_search_path
+from m3l.run.precedence import compose_as_run
 
 sys.stderr = sys.stdout = open(snakemake.log[0], "w")  # noqa: F821
 register_search_path()
 with initialize_config_module("m3l.configs", version_base="1.3"):
-    cfg = compose("test", overrides=snakemake.params.overrides)  # noqa: F821
+    cfg = compose_as_run("test", snakemake.params.overrides)  # noqa: F821  (as m3l.run.test composes it)
 datamodule = instantiate(cfg.data, _convert_="all")
 datamodule.setup("test")
 out, clean = Path(snakemake.output.degraded), Path(snakemake.output.clean)  # noqa: F821
