@@ -85,7 +85,7 @@ class ImageSerializer(BasePredictionWriter):
         if clashes:
             listed = "; ".join(" and ".join(map(shown, group)) for group in clashes[:3])
             more = f" (and {len(clashes) - 3} more)" if len(clashes) > 3 else ""
-            raise M3LError(f"data.correct_dir: {listed}{more} would all be written as "
+            raise M3LError(f"data.correct_dir: {listed}{more} would be written to the same "
                            f"{shown(self.output_path(clashes[0][0]).name)}: inputs that differ only by extension "
                            f"would overwrite each other's output; rename or move all but one")
         outputs = [self.inside(self.output_path(name)) for name in names]
