@@ -71,11 +71,16 @@ class Item:
     video: bool = False
 
 
+DEFAULT_DIR: Path | None = None  # replaces the default folder below (the test suite's temp folder)
+
+
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     """``data.cache_dir``, else ``$M3L_CACHE/pixels``, else ``$XDG_CACHE_HOME/m3l/pixels``, else ``~/.cache/m3l/pixels``."""
     from m3l.data.embedded import cache_dir as m3l_cache
 
-    return (Path(cache_dir).expanduser() if cache_dir else m3l_cache() / "pixels").absolute()
+    if cache_dir:
+        return Path(cache_dir).expanduser().absolute()
+    return (DEFAULT_DIR or m3l_cache() / "pixels").absolute()
 
 
 def human(size: float) -> str:

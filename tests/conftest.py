@@ -36,6 +36,15 @@ def _seeded():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _private_pixel_cache(tmp_path_factory, monkeypatch):
+    """Data modules built inside the test process keep their training-set caches (m3l.data.cache) in the session's
+    temp folder, not in ``~/.cache/m3l``."""
+    from m3l.data import cache
+
+    monkeypatch.setattr(cache, "DEFAULT_DIR", tmp_path_factory.getbasetemp() / "pixels")
+
+
 @pytest.fixture(scope="session")
 def m3l_env(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("env")
