@@ -189,10 +189,21 @@ def clip_set(root: Path) -> dict:
     return dict(frames=3, crops_per_epoch=12)
 
 
+def video_set(root: Path) -> dict:
+    pytest.importorskip("av")
+    from m3l.data.video import write_clip
+
+    generator = torch.Generator().manual_seed(0)
+    for clip in range(2):
+        write_clip(torch.rand(6, 1, 36, 40, generator=generator), root / f"clip{clip}.mkv", codec="ffv1")
+    return dict(frames=3, crops_per_epoch=12)
+
+
 @pytest.mark.parametrize("module,make,workers", [(ImageFolderDataModule, lambda root: {}, 0),
                                                  (ImageFolderDataModule, lambda root: {}, 1),
                                                  (PairedFolderDataModule, paired_set, 0),
-                                                 (VideoFolderDataModule, clip_set, 0)])
+                                                 (VideoFolderDataModule, clip_set, 0),
+                                                 (VideoFolderDataModule, video_set, 0)])
 def test_the_same_batches_with_and_without_the_cache_for_the_same_seed(tmp_path, module, make, workers):
     if module is ImageFolderDataModule:
         images(tmp_path / "train", count=3)
