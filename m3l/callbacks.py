@@ -135,7 +135,7 @@ def _metric(trainer, key: str) -> str:
 class ProgressLines(Callback):
     """Plain progress lines on stdout, at most one every ``every`` seconds (and at the end of each stage), for
     logs where Lightning's progress bar is off (``trainer.enable_progress_bar=false``, the workflow's jobs):
-    ``epoch 3 step 1200/5000 train_loss 0.0123 val_psnr 28.1 it/s 4.2 ETA 12:34`` while training,
+    ``epoch 3/10 step 1200/5000 train_loss 0.0123 val_psnr 28.1 it/s 4.2 ETA 12:34`` while training,
     ``test images 40/68 ETA 0:12`` while testing or correcting."""
 
     def __init__(self, every: float = 30.0):
@@ -156,7 +156,9 @@ class ProgressLines(Callback):
         rate = (step - self.first_step) / max(time.monotonic() - self.start, 1e-9)
         eta = (total - step) / rate if rate > 0 else float("nan")
         total_text = "?" if total == float("inf") else int(total)
-        print(f"epoch {trainer.current_epoch} step {step}/{total_text}{_metric(trainer, 'train/loss')}"
+        epochs = "?" if trainer.max_epochs in (None, -1) else trainer.max_epochs
+        epoch = trainer.current_epoch + 1 if epochs == "?" else min(trainer.current_epoch + 1, epochs)  # at the end
+        print(f"epoch {epoch}/{epochs} step {step}/{total_text}{_metric(trainer, 'train/loss')}"
               f"{_metric(trainer, 'val/psnr')} it/s {rate:.3g} ETA {_clock(eta)}", flush=True)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:

@@ -62,11 +62,18 @@ def run_info(cfg: DictConfig, task: str, arguments: list[str], preset: list[dict
         "started": datetime.datetime.now().isoformat(timespec="seconds"),
         "git": {"m3l": m3l_git, **({"cwd": cwd_git} if cwd_git and cwd_git != m3l_git else {})},
         "versions": versions(),
+        "threads": _torch_threads(),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     if preset:
         info["preset_keys"] = preset
     return info
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def write_run_info(info: dict, folder: str | os.PathLike) -> Path:

@@ -140,12 +140,18 @@ def test_without_a_progress_bar_runs_print_progress_lines(run_m3l, tmp_path, tin
     import re
 
     result = run_m3l("train", "model=dncnn", *TINY, "progress_every=0", "hydra.run.dir=run")
-    lines = re.findall(r"^epoch (\d+) step (\d+)/(\d+) train_loss \S+.* it/s \S+ ETA \S+$", result.stdout, re.M)
+    lines = re.findall(r"^epoch (\d+)/1 step (\d+)/(\d+) train_loss \S+.* it/s \S+ ETA \S+$", result.stdout, re.M)
     assert [int(step) for _, step, _ in lines[:4]] == [1, 2, 3, 4] and lines[-1][1] == lines[-1][2] == "4"
+    assert {epoch for epoch, _, _ in lines} == {"1"}
     write_images(tmp_path / "in", {"a.png": (24, 20), "b.png": (20, 24)})
     result = run_m3l("correct", "model=dncnn", "net.depth=3", "net.width=8", f"checkpoint={tiny_checkpoint}",
                      "data.correct_dir=in", "serializer.root_dir=out", "data.num_workers=0",
                      "trainer.enable_progress_bar=false", "progress_every=0")
     assert re.search(r"^correct images 2/2 ETA \S+$", result.stdout, re.M), result.stdout
     quiet = run_m3l("train", "model=dncnn", *TINY, "hydra.run.dir=quiet")  # progress_every=30: the end line only
-    assert len(re.findall(r"^epoch \d+ step", quiet.stdout, re.M)) == 1
+    assert len(re.findall(r"^epoch \d+/1 step", quiet.stdout, re.M)) == 1
+    # the bar left on (the default), stdout not a terminal (nohup, sbatch, CI): progress lines instead of a bar
+    barred = [a for a in TINY if "progress_bar" not in a]
+    logged = run_m3l("train", "model=dncnn", *barred, "trainer.enable_progress_bar=true", "progress_every=0",
+                     "hydra.run.dir=logged")
+    assert re.findall(r"^epoch 1/1 step 4/4 train_loss", logged.stdout, re.M) and "━" not in logged.stdout

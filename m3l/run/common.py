@@ -145,6 +145,7 @@ def run(task: Callable[[DictConfig], Any], cfg: DictConfig, name: str, model: bo
         for line in conflicts(preset, choices.get("preset")):
             print(f"m3l {name}: {line}", file=sys.stderr)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        set_threads(cfg)
         threading.excepthook = _quiet_disk_full  # TensorBoard's writer thread: the main thread reports it
         write_run_info(run_info(cfg, name, sys.argv[1:], preset), hydra_cfg.runtime.output_dir)
         return task(cfg)
@@ -169,6 +170,37 @@ def run(task: Callable[[DictConfig], Any], cfg: DictConfig, name: str, model: bo
         for hint in hints:
             print(f"m3l {name}: error: {hint}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a Slurm job's or taskset's share, not the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def compute_threads(cfg: DictConfig) -> int:
+    """torch's compute threads: ``threads`` when set, else the usable cores minus the data workers that run beside
+    the net while training (more threads than free cores costs about a third of the speed); testing and correcting
+    keep every core (their workers decode an image now and then and sleep otherwise)."""
+    if cfg.get("threads"):
+        return max(1, int(cfg.threads))
+    cores = usable_cores()
+    if cfg.get("task") != "train" or cfg.get("data") is None:
+        return cores
+    workers = OmegaConf.select(cfg, "data.num_workers", default=None)
+    if workers is None:
+        from m3l.data.image_folders import default_workers
+
+        workers = default_workers()
+    return max(1, cores - int(workers))
+
+
+def set_threads(cfg: DictConfig) -> None:
+    import torch
+
+    torch.set_num_threads(compute_threads(cfg))
 
 
 def available(group: str) -> list[str]:
@@ -317,6 +349,8 @@ def build_trainer(cfg: DictConfig, callbacks=(), logger=None):
     from m3l.callbacks import logger_callbacks
 
     logger = build_logger(cfg) if logger is None else logger
+    if kwargs.get("enable_progress_bar", True) and not sys.stdout.isatty():
+        kwargs["enable_progress_bar"] = False  # a bar in a log file (nohup, sbatch, CI) is noise: progress lines
     if not kwargs.get("enable_progress_bar", True) and cfg.get("progress_every") is not None:
         from m3l.callbacks import ProgressLines
 
