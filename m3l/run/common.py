@@ -42,7 +42,7 @@ def entry(task: Callable[[DictConfig], Any], config_name: str, model: bool = Tru
 
     @functools.wraps(main)
     def main_with_hints() -> Any:
-        sys.argv[1:] = null_groups(sys.argv[1:])
+        sys.argv[1:] = quote_equals(null_groups(sys.argv[1:]))
         try:
             require_plugins(sys.argv[1:])
         except M3LError as error:
@@ -71,6 +71,31 @@ def null_groups(overrides: list[str]) -> list[str]:
     groups = {entry.name for entry in Path(m3l.configs.__file__).parent.iterdir() if entry.is_dir()}
     return [f"~{o.partition('=')[0]}" if o.endswith("=null") and o.partition("=")[0] in groups else o
             for o in overrides]
+
+
+def quote_equals(arguments: list[str]) -> list[str]:
+    """``KEY=VALUE`` overrides whose value holds ``=`` (the authors' ``sigma=25.mat``, Lightning's
+    ``epoch=3-step=100.ckpt``), which Hydra's grammar refuses unquoted, with the value quoted as Hydra wants it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser, out = OverridesParser.create(), []
+    for argument in arguments:
+        key, _, value = argument.partition("=")
+        if argument.startswith("-") or "=" not in value or value[:1] in "[{('\"":
+            out.append(argument)
+            continue
+        try:
+            parser.parse_overrides([argument])
+        except OverrideParseException:
+            quoted = key + "='" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+            try:
+                if parser.parse_overrides([quoted])[0].value() == value:
+                    argument = quoted
+            except OverrideParseException:
+                pass
+        out.append(argument)
+    return out
 
 
 # Overrides that switch on a Hydra plugin shipped as an extra: (group, option prefix, modules, extra). Without the
