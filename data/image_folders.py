@@ -22,7 +22,7 @@ from m3l.data.datasets import CorrectDataset, EvalDataset, PatchDataset, collate
 from m3l.data.degradations import GaussianNoise, require_test_levels, side_from_config
 from m3l.data.progressive import epoch_batches, parse_schedule, stage_at
 from m3l.errors import M3LError
-from m3l.imageio import list_images, read_image
+from m3l.imageio import list_images, read_named
 
 
 def info(*lines: str) -> None:
@@ -221,7 +221,7 @@ class ImageFolderDataModule(FolderDataModule):
             info(*pixel_cache.summary(pixels, "data.train_dir", len(pixels), "images"))
             return pixels
         files, _ = _files(self.train_dir, "data.train_dir")
-        images = [read_image(f, self.channels) for f in files]
+        images = [read_named(f, self.channels) for f in files]  # a bad image: one line naming it
         small = [f for f, im in zip(files, images) if min(im.shape[1:]) < self.patch_size]
         if small:
             raise M3LError(f"data.train_dir: {small[0]} is smaller than data.patch_size={self.patch_size}")
