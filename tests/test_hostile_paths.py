@@ -338,10 +338,12 @@ def test_an_unreadable_test_image_is_one_line_naming_it(run_m3l, tmp_path):
 
 
 @pytest.mark.slow
-def test_an_unreadable_validation_image_is_one_line_naming_it(run_m3l, tmp_path):
-    write_images(tmp_path / "val", {"ok.png": (16, 16)})
-    (tmp_path / "val" / "empty.png").write_bytes(b"")
-    result = run_m3l("train", "model=dncnn", *TINY, "data.val_dir=val", "hydra.run.dir=run", check=False)
+@pytest.mark.parametrize("key", ["data.val_dir", "data.train_dir"])
+def test_an_unreadable_training_or_validation_image_is_one_line_naming_it(run_m3l, tmp_path, key):
+    write_images(tmp_path / "set", {"ok.png": (48, 48)})
+    (tmp_path / "set" / "empty.png").write_bytes(b"")
+    result = run_m3l("train", "model=dncnn", *TINY, f"{key}=set", "data.cache=false", "hydra.run.dir=run",
+                     check=False)
     one_line(result, "empty.png: cannot read it as an image")
 
 
