@@ -6,30 +6,31 @@
 
 Weights come from the table in ``m3l/hub.py`` (URL, sha256, known results), download into torch.hub's
 cache, are checked against their sha256 and load with ``weights_only=True``. ``pretrained`` may also be
-the path of a weights file or of an m3l checkpoint. Nets are returned in eval mode.
+the path of a weights file or of an m3l checkpoint: the class is the entry point's, the file's architecture
+arguments are checked (see :func:`m3l.hub.check_net_args`) and the net is built on the ``meta`` device and
+checked against the file before it is built. Nets are returned in eval mode.
 """
 
 dependencies = ["torch", "omegaconf"]  # omegaconf: importing m3l registers its config resolvers
 
 
 def _build(family: str, pretrained, variant: str | None, **kwargs):
-    import importlib
-
     from m3l import hub
 
     entry = hub.find(family, variant) if pretrained is True or variant else None
-    target = entry.target if entry else hub.find(family).target
+    target = entry.target if entry else hub.find(family).target  # the class: m3l's table, never the file
     args = dict(entry.net) if entry else {}
     converted = None
     if pretrained not in (None, False, True) and not entry:  # a weights file: its layout gives the architecture
         converted = hub.convert_file(pretrained, target)
+        if converted.target and converted.target != target:
+            raise hub.M3LError(f"pretrained {pretrained} holds weights of {converted.target}, not of {target}: "
+                               f"use the entry point of that net")
         args = converted.net_args
-    module, _, name = target.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except ImportError:  # a checkout that is not pip-installed: m3l.models is the repository's models/
-        cls = getattr(importlib.import_module(module.replace("m3l.models", "models", 1)), name)
-    net = cls(**{**args, **kwargs})
+    cls = hub.net_class(target, f"{family}", trusted=target)
+    arguments = {**args, **kwargs}
+    net = hub.build_checked(lambda: cls(**arguments), converted.state if converted else None,
+                            str(pretrained), arguments)
     if entry or converted:
         hub.load_pretrained(net, entry or converted)
     return net.eval()

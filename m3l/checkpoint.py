@@ -59,15 +59,19 @@ FLOAT_TYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 def check_state(state: dict, what: str, expected: dict | None = None) -> None:
     """One line naming ``what`` and the key when a tensor of ``state`` is complex, not finite (NaN, inf), or of
-    an integer or boolean type where ``expected`` (the net's state dict, when known) has a floating one."""
+    an integer or boolean type where ``expected`` (the net's state dict, when known) has a floating one; without
+    ``expected``, only batch norm's ``num_batches_tracked`` counters may be integers."""
     for key, value in state.items():
         if not isinstance(value, torch.Tensor):
             continue
         if value.is_complex():
             raise M3LError(f"{what}: {key} is a complex tensor ({value.dtype}); weights are real; refused")
         ours = expected.get(key) if expected is not None else None
-        if isinstance(ours, torch.Tensor) and ours.dtype in FLOAT_TYPES and value.dtype not in FLOAT_TYPES:
-            raise M3LError(f"{what}: {key} is a {value.dtype} tensor where the net has {ours.dtype}; refused")
+        floats_expected = (ours.dtype in FLOAT_TYPES if isinstance(ours, torch.Tensor)
+                           else expected is None and not str(key).endswith("num_batches_tracked"))
+        if floats_expected and value.dtype not in FLOAT_TYPES:
+            where = f"the net has {ours.dtype}" if isinstance(ours, torch.Tensor) else "weights are floats"
+            raise M3LError(f"{what}: {key} is a {value.dtype} tensor where {where}; refused")
         if value.dtype in FLOAT_TYPES and value.numel() and not bool(torch.isfinite(value).all()):
             bad = int((~torch.isfinite(value)).sum())
             raise M3LError(f"{what}: {key} has {bad} of {value.numel()} values that are not finite (NaN or inf); "

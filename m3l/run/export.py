@@ -13,9 +13,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from m3l.run.common import build_module, entry, load_checkpoint, require
+
+
+def weights_record(cfg: DictConfig, weights: str) -> str:
+    """Where the exported weights came from, for the file's metadata: a weights file by its name and sha256
+    (never its absolute path, which would tell the exporting machine's folders to whoever gets the file), a
+    table entry by its name."""
+    from m3l.hub import WEIGHTS, sha256
+
+    checkpoint = OmegaConf.select(cfg, "checkpoint", default=None, throw_on_missing=False)
+    pretrained = OmegaConf.select(cfg, "net.pretrained", default=None, throw_on_missing=False)
+    source = checkpoint if checkpoint not in (None, "???") else pretrained
+    if isinstance(source, str) and source not in WEIGHTS and Path(source).is_file():
+        return f"{'' if source == checkpoint else 'pretrained '}{Path(source).name} (sha256 {sha256(source)})"
+    return weights
 
 
 def export(cfg: DictConfig) -> str:
@@ -29,7 +43,8 @@ def export(cfg: DictConfig) -> str:
     net = module.net if isinstance(module, RestorationModule) else module
     difference = export_net(net, cfg.out, cfg.format, channels=cfg.channels, example_size=tuple(cfg.example_size),
                             check_size=tuple(cfg.check_size), tolerance=cfg.tolerance,
-                            metadata={"name": cfg.name, "m3l": m3l.__version__, "weights": weights})
+                            metadata={"name": cfg.name, "m3l": m3l.__version__,
+                                      "weights": weights_record(cfg, weights)})
     size = Path(cfg.out).stat().st_size
     print(f"wrote {cfg.out} ({cfg.format}, {size / 2**20:.2f} MiB); checked on a {cfg.check_size[0]}x"
           f"{cfg.check_size[1]} image: max difference {difference:.2g}")
