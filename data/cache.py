@@ -96,7 +96,7 @@ def _stat(path: Path) -> list:
         st = path.stat()
     except OSError as error:
         raise M3LError(f"{path}: cannot read ({error.strerror})") from None
-    return [str(path.resolve()), st.st_size, st.st_mtime_ns]
+    return [os.path.abspath(path), st.st_size, st.st_mtime_ns]  # abspath: no system call per file (8,000 files)
 
 
 def cache_key(items: Sequence[Item], channels: int, kind: str) -> str:
