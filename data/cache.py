@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from m3l.atomic import discard, remove_temporaries, temporary
-from m3l.errors import M3LError
+from m3l.errors import M3LError, shown
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -95,7 +95,7 @@ def _stat(path: Path) -> list:
     try:
         st = path.stat()
     except OSError as error:
-        raise M3LError(f"{path}: cannot read ({error.strerror})") from None
+        raise M3LError(f"{shown(path)}: cannot read it ({error.strerror})") from None
     return [os.path.abspath(path), st.st_size, st.st_mtime_ns]  # abspath: no system call per file (8,000 files)
 
 
@@ -184,13 +184,17 @@ def _frames(item: Item, channels: int, what: str) -> Iterator[np.ndarray]:
             for _, frame in iter_frames(Clip(item.files[0], item.name), channels):
                 yield frame.mul(255).round().to(torch.uint8).numpy()  # as the uncached FrameSource keeps them
         except Exception as error:  # PyAV raises several types for bad files
-            raise M3LError(f"{what}: cannot decode {item.files[0]}: {type(error).__name__}: {error}") from None
+            first = (str(error).splitlines() or [""])[0]
+            raise M3LError(f"{what}: {shown(item.files[0])}: cannot decode it as a video ({type(error).__name__}: "
+                           f"{first}); remove or replace it") from None
         return
     for path in item.files:
         try:
             array = decode_image(path, channels)
         except Exception as error:  # Pillow raises several types for bad files
-            raise M3LError(f"{what}: cannot read {path}: {type(error).__name__}: {error}") from None
+            first = (str(error).splitlines() or [""])[0]
+            raise M3LError(f"{what}: {shown(path)}: cannot read it as an image ({type(error).__name__}: {first}); "
+                           f"remove or replace it") from None
         yield array
 
 
@@ -233,19 +237,19 @@ def _build(tmp: Path, items: Sequence[Item], channels: int, what: str, aligned: 
                     if first is None:
                         first = frame
                     elif frame.shape != first.shape or frame.dtype != first.dtype:
-                        raise M3LError(f"{what}: {item.name}: frames of different sizes or bit depths "
+                        raise M3LError(f"{what}: {shown(item.name)}: frames of different sizes or bit depths "
                                        f"({first.shape} {first.dtype}, then {frame.shape} {frame.dtype})")
                     _write_array(f, frame)
                     count += 1
                 if first is None:
-                    raise M3LError(f"{what}: {item.name}: no frames")
+                    raise M3LError(f"{what}: {shown(item.name)}: no frames")
                 shape = [count, *first.shape] if item.clip or item.video else list(first.shape)
                 entries.append({"name": item.name, "offset": offset, "shape": shape, "dtype": first.dtype.name})
                 if aligned > 1 and index % aligned:
-                    head = entries[index - index % aligned]
-                    if head["shape"] != shape:
-                        raise M3LError(f"{items[index - index % aligned].files[0]} and {item.files[0]} differ in "
-                                       f"size: {tuple(head['shape'])} vs {tuple(shape)}")
+                    head = index - index % aligned
+                    if entries[head]["shape"] != shape:
+                        raise M3LError(f"{shown(items[head].files[0])} and {shown(item.files[0])} differ in size: "
+                                       f"{tuple(entries[head]['shape'])} vs {tuple(shape)}")
                 offset += count * first.nbytes
                 pad = -offset % ALIGN
                 f.write(b"\0" * pad)

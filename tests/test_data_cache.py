@@ -153,6 +153,22 @@ def test_a_full_disk_leaves_no_cache_and_says_so_in_one_line(tmp_path, monkeypat
     assert build(files, root).built  # room again: built, and used
 
 
+def test_a_bad_file_stops_the_build_in_one_line_naming_it_and_leaves_no_cache(tmp_path):
+    images(tmp_path / "train")
+    (tmp_path / "train" / "empty.png").write_bytes(b"")
+    data = ImageFolderDataModule(train_dir=str(tmp_path / "train"), cache_dir=str(tmp_path / "c"), num_workers=0)
+    with pytest.raises(M3LError, match=r"empty.png: cannot read it as an image") as error:
+        data.prepare_data()
+    assert "\n" not in str(error.value) and not folders(tmp_path / "c")
+    paired_set(tmp_path / "pairs")
+    write_images(tmp_path / "pairs", {"S1/sharp/0.png": (30, 30)}, mode="RGB")  # no longer its input's size
+    pairs = PairedFolderDataModule(train_dir=str(tmp_path / "pairs"), cache_dir=str(tmp_path / "c"), num_workers=0,
+                                   input="/blur/", target="/sharp/")
+    with pytest.raises(M3LError, match=r"blur/0.png and .*sharp/0.png differ in size"):
+        pairs.prepare_data()
+    assert not folders(tmp_path / "c")
+
+
 @pytest.mark.parametrize("mode,channels", [("L", 1), ("RGB", 3), ("RGB", 1), ("L", 3), ("I;16", 1), ("I;16", 3)])
 def test_crops_from_the_cache_equal_crops_of_the_decoded_image(tmp_path, mode, channels):
     if mode == "I;16":
