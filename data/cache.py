@@ -22,10 +22,10 @@ images.
 Safety: the cache lives in ``<data.cache_dir>/<kind>-<hash of the set's folder and decode settings>/``
 (``data.cache_dir`` defaults to ``$M3L_CACHE/pixels``, else ``$XDG_CACHE_HOME/m3l/pixels``, else
 ``~/.cache/m3l/pixels``; on a cluster, node-local scratch). Its key covers every file's path, size and mtime and
-the decode settings (channels, the format), so a changed, added or removed file rebuilds it (in place). A build
-takes an exclusive ``flock`` on ``.<name>.lock`` beside it (readers a shared one), writes into a temporary folder,
-writes the manifest last and renames the folder into place: two ranks or jobs racing build it once, and a killed
-build leaves only a temporary folder, removed by the next build. A cache whose manifest is missing, unreadable,
+the decode settings (channels, the format, Pillow's and PyAV's versions, the decoding code), so a changed, added or
+removed file rebuilds it (in place). A build takes an exclusive ``flock`` on ``.<name>.lock`` beside it (readers a
+shared one), writes into a temporary folder, writes the manifest last and renames the folder into place: two ranks
+or jobs racing build it once, and a killed build leaves only a temporary folder, removed by the next build. A cache whose manifest is missing, unreadable,
 of another key or whose pixel file has the wrong size is rebuilt, never used. A full disk stops the build with
 one line (:class:`~m3l.errors.M3LError`) and leaves no cache behind. Lightning's ``prepare_data`` (once per node)
 builds it; ``setup`` opens it (and builds it if it is missing, under the same lock).
@@ -99,9 +99,28 @@ def _stat(path: Path) -> list:
     return [os.path.abspath(path), st.st_size, st.st_mtime_ns]  # abspath: no system call per file (8,000 files)
 
 
+def decoder() -> str:
+    """What decodes the pixels: Pillow's version (JPEG decoders differ between releases), PyAV's for videos, and
+    the source of :func:`m3l.imageio.decode_image`, so that a cache never outlives a change in decoding."""
+    import inspect
+    from importlib.metadata import PackageNotFoundError, version
+
+    from m3l import imageio
+
+    versions = []
+    for package in ("pillow", "av"):
+        try:
+            versions.append(f"{package} {version(package)}")
+        except PackageNotFoundError:
+            pass
+    source = inspect.getsource(imageio.decode_image) + inspect.getsource(imageio.to_float)
+    return "; ".join(versions) + "; decode_image " + hashlib.sha256(source.encode()).hexdigest()[:12]
+
+
 def cache_key(items: Sequence[Item], channels: int, kind: str) -> str:
-    """The key of a set: the path, size and mtime of every file, the layout of the items, and the decode settings."""
-    record = {"format": FORMAT, "kind": kind, "channels": channels,
+    """The key of a set: the path, size and mtime of every file, the layout of the items, the decode settings and
+    the decoder (:func:`decoder`)."""
+    record = {"format": FORMAT, "kind": kind, "channels": channels, "decoder": decoder(),
               "items": [[item.clip, item.video, [_stat(f) for f in item.files]] for item in items]}
     return hashlib.sha256(json.dumps(record).encode()).hexdigest()
 
@@ -342,7 +361,7 @@ def ensure(items: Sequence[Item], channels: int, kind: str, label: str, cache_di
             try:
                 manifest = _build(tmp, items, channels, what, aligned,
                                   {"format": FORMAT, "key": key, "kind": kind, "label": str(label),
-                                   "channels": channels, "created": time.strftime("%Y-%m-%d %H:%M:%S")})
+                                   "channels": channels, "decoder": decoder(), "created": time.strftime("%Y-%m-%d %H:%M:%S")})
                 if folder.exists():
                     discard(folder)
                 os.replace(tmp, folder)

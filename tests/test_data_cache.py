@@ -89,7 +89,7 @@ def test_two_processes_racing_build_the_cache_once_and_read_the_same_pixels(tmp_
     assert len(folders(tmp_path / "c")) == 1
 
 
-def test_a_changed_or_added_file_rebuilds_the_cache_in_place(tmp_path):
+def test_a_changed_or_added_file_rebuilds_the_cache_in_place(tmp_path, monkeypatch):
     files = images(tmp_path / "train")
     root = tmp_path / "c"
     first = build(files, root)
@@ -103,7 +103,10 @@ def test_a_changed_or_added_file_rebuilds_the_cache_in_place(tmp_path):
     third = build(files, root)
     assert third.built and len(third) == 5 and third.shapes[-1] == (1, 41, 50)
     assert len(folders(root)) == 1  # replaced, not piled up
-    # other decode settings are another key
+    # other decode settings are another key, and so is another decoder (a Pillow upgrade, a change of decode_image)
+    assert build(files, root, channels=3).built and not build(files, root, channels=3).built
+    decoder = cache.decoder()
+    monkeypatch.setattr(cache, "decoder", lambda: decoder + " changed")
     assert build(files, root, channels=3).built
 
 
