@@ -2,7 +2,7 @@ import re
 
 import pandas as pd
 
-from m3l.tables import benchmark, benchmark_html, benchmark_markdown, input_summary, summarize
+from m3l.tables import benchmark, benchmark_html, benchmark_markdown, input_summary, published_html, summarize
 
 
 def test_summary_means_per_set_and_degradation_with_psnrb():
@@ -21,11 +21,11 @@ def test_benchmark_table_keeps_psnrb_where_measured():
                                 "ssim": 0.86}]),
     }
     table = benchmark(metrics)
-    assert list(table.columns) == ["model", "live1/jpeg10/psnr", "live1/jpeg10/ssim", "live1/jpeg10/psnrb",
-                                   "set12/sigma25/psnr", "set12/sigma25/ssim"]
+    assert list(table.columns) == ["model", "set12/sigma25/psnr", "set12/sigma25/ssim", "live1/jpeg10/psnr",
+                                   "live1/jpeg10/ssim", "live1/jpeg10/psnrb"]  # paper order: Set12 first
     markdown = benchmark_markdown(table)
-    assert "| identity | 27.77 / 0.7730 / 25.33 | – |" in markdown
-    assert "| dncnn | – | 30.40 / 0.8600 |" in markdown
+    assert "| identity | – | 27.77 / 0.7730 / 25.33 |" in markdown
+    assert "| dncnn | 30.40 / 0.8600 | – |" in markdown
     assert "PSNR-B" in markdown
     assert "PSNR-B" not in benchmark_markdown(benchmark({"dncnn": metrics["dncnn"]}))
 
@@ -49,3 +49,25 @@ def test_benchmark_html_is_a_table_with_the_rounded_cells():
     cells = [re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row) for row in re.findall(r"<tr>(.*?)</tr>", page, re.S)]
     assert {"set12/sigma25", "PSNR (dB)", "SSIM"} <= set(sum(cells[:2], []))
     assert ["degraded input", "20.17", "0.4100"] in cells and ["dncnn", "30.44", "0.8612"] in cells
+
+
+def test_benchmark_columns_come_in_paper_order_and_the_best_is_marked():
+    rows = lambda *cells: pd.DataFrame([{"dataset": d, "degradation": g, "n_images": 1, "psnr": p, "ssim": s}
+                                        for d, g, p, s in cells])
+    table = benchmark({"degraded input": rows(("bsd68", "sigma50", 14.2, 0.2), ("set12", "sigma25", 20.2, 0.4)),
+                       "a": rows(("bsd68", "sigma50", 26.2, 0.7), ("set12", "sigma25", 30.4, 0.86),
+                                 ("set12", "sigma15", 32.8, 0.9), ("bsd68", "sigma15", 31.7, 0.89)),
+                       "b": rows(("set12", "sigma25", 30.43, 0.85), ("bsd68", "sigma50", 26.2, 0.71))})
+    # Set12 before BSD68 (the standard sets' order), sigma 15 before 25 before 50, whatever order the rows came in
+    assert [c.removesuffix("/psnr") for c in table.columns if c.endswith("/psnr")] == [
+        "set12/sigma15", "set12/sigma25", "bsd68/sigma15", "bsd68/sigma50"]
+    markdown = benchmark_markdown(table)
+    assert "| b | – | **30.43** / 0.8500 | – | **26.20** / 0.7100 |" in markdown  # a tie marks both
+    assert "| a | 32.80 / 0.9000 | 30.40 / 0.8600 | 31.70 / 0.8900 | **26.20** / 0.7000 |" in markdown
+    assert "| degraded input | – | 20.20 / 0.4000 | – | 14.20 / 0.2000 |" in markdown  # never marked
+    page = benchmark_html(table, "caption", published_html(table, {"b": {"set12/sigma25/psnr": 30.45}}))
+    head = re.search(r"<thead>(.*?)</thead>", page, re.S).group(1)
+    assert head.count("<tr>") == 2 and "<th></th>" not in head  # two header rows, none empty
+    assert "<tr><th>b</th><td>–</td><td>–</td><td><b>30.43</b></td><td>0.8500</td>" in page
+    assert "<td>set12/sigma25/psnr</td><td>30.43</td><td>30.45</td><td>-0.02</td>" in page
+    assert "NaN" not in page and "nan" not in markdown

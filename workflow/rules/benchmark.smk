@@ -31,6 +31,8 @@ rule benchmark:
     params:
         models=MODELS,
         preset=config["preset"],
+        published=PUBLISHED,
+        data_root=DATA_ROOT,
         weights={m: config["models"][m].get("weights") for m in MODELS},
     script:
         "../scripts/benchmark.py"
