@@ -333,3 +333,16 @@ def test_a_noise_level_net_corrects_the_degraded_sets_with_their_side_file(m3l_e
     corrected = tmp_path / "results/ffdnet/corrected/small"
     assert sorted(p.relative_to(corrected).as_posix() for p in corrected.rglob("*.png")) == [
         f"sigma{s}/{n}.png" for s in (15, 25, 50) for n in "ab"]
+
+
+@pytest.mark.slow
+def test_the_report_without_config_is_of_the_last_runs_config(m3l_env, tmp_path):
+    """`snakemake --report report.html` as the README gives it, after a run with --config: the report reads the
+    --config the run recorded (results/workflow_config.yaml) instead of failing on the results it did not make."""
+    workflow_config(tmp_path, {"a": {"model": "dncnn"}, "b": {"model": "dncnn", "overrides": ["net.width=4"]}})
+    snakemake(tmp_path, m3l_env, "--cores", "2", "--config", "only=[a]")
+    assert yaml.safe_load((tmp_path / "results" / "workflow_config.yaml").read_text()) == {"only": ["a"]}
+    assert not (tmp_path / "results" / "b").exists()
+    result = snakemake(tmp_path, m3l_env, "--report", "report.html")
+    assert (tmp_path / "report.html").stat().st_size > 0
+    assert "--config of the last run" in result.stderr
