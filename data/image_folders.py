@@ -159,7 +159,8 @@ class ImageFolderDataModule(FolderDataModule):
     Args:
         train_dir: folder of clean training images; ``None`` uses embedded dead-leaves images.
         val_dir: folder (or image, or list of images) for validation; ``None`` uses embedded photos.
-        test_sets: ``{name: folder}`` of test sets; ``None`` uses the embedded photos as ``photos``.
+        test_sets: ``{name: folder}`` of test sets; ``None`` (or ``{photos: null}``) uses the embedded photos as
+            ``photos``.
         correct_dir: folder or single image to correct (``m3l.run.correct``); searched recursively.
         correct_side: side information for correction, in the degradation configs' units (``{sigma: 25}``,
             ``{quality: 10}``), for nets whose ``forward`` needs it (FFDNet, DRUNet) or can use it (FBCNN).
@@ -234,6 +235,10 @@ class ImageFolderDataModule(FolderDataModule):
         sets = self.test_sets if self.test_sets is not None else {"photos": embedded.photos("test")}
         out, levels = [], require_test_levels(self.degradation, self.test_degradations)
         for name, source in sets.items():
+            if source is None and name != "photos":
+                raise M3LError(f"data.test_sets.{name} is null and nothing gives its folder (a null keeps the "
+                               f"folder a preset gives that set): data.test_sets={{{name}: FOLDER}}")
+            source = embedded.photos("test") if source is None else source  # {photos: null}: the embedded ones
             files, root = _files(source, f"data.test_sets.{name}")
             out += [EvalDataset(files, root, d, self.channels, name, self.seed) for d in levels]
         return out

@@ -74,7 +74,7 @@ def test_without_a_preset_nothing_changes_and_a_fixed_training_level_is_tested(r
 def composed():
     """``composed(config, *overrides)``: the config m3l's commands run, after :func:`user_wins`."""
     from m3l.run.common import register_search_path
-    from m3l.run.precedence import compose_as_run, user_wins
+    from m3l.run.precedence import compose_as_run, keep_nulls, user_wins
 
     register_search_path()
     GlobalHydra.instance().clear()
@@ -82,6 +82,7 @@ def composed():
         def compose_and_fix(config: str, *overrides: str):
             cfg = compose(config_name=config, overrides=list(overrides), return_hydra_config=True)
             records = user_wins(cfg, cfg.hydra.runtime.choices, list(overrides), config)
+            keep_nulls(cfg, list(overrides), config)
             as_run = OmegaConf.to_container(compose_as_run(config, list(overrides)), resolve=False)
             assert as_run == {k: v for k, v in OmegaConf.to_container(cfg, resolve=False).items() if k != "hydra"}
             return cfg, records
@@ -107,3 +108,24 @@ def test_a_preset_key_the_command_line_does_not_touch_is_unchanged(composed):
     assert set(cfg.data.test_sets) == {"set12", "bsd68"}
     assert [d.sigma for d in cfg.data.test_degradations] == [15, 25, 50]
     assert records and all(r["by"] == "preset" for r in records)
+
+
+def test_a_null_folder_picks_the_set_the_configuration_gives(composed):
+    cfg, records = composed("test", "model=ffdnet", "preset=paper", "data_root=/sets", "data.test_sets={set12: null}")
+    assert OmegaConf.to_container(cfg.data.test_sets) == {"set12": "${data_root}/set12"}  # bsd68 left out
+    assert {r["key"]: r["by"] for r in records}["data.test_sets.set12"] == "preset"
+    # the workflow's published preset: a weights entry's sets, then the model's names with null folders
+    cfg, _ = composed("test", "model=dncnn", "data.test_sets={live1: /d/live1_gray, classic5: /d/classic5}",
+                      "data.test_sets={live1: null, classic5: null}")
+    assert OmegaConf.to_container(cfg.data.test_sets) == {"live1": "/d/live1_gray", "classic5": "/d/classic5"}
+
+
+def test_a_null_test_folder_is_the_embedded_photos_or_one_line(tmp_path):
+    from m3l.data.image_folders import ImageFolderDataModule
+    from m3l.errors import M3LError
+
+    data = ImageFolderDataModule(test_sets={"photos": None}, num_workers=0)
+    data.setup("test")
+    assert [s.dataset for s in data.test_sets_] == ["photos"] and len(data.test_sets_[0]) > 0
+    with pytest.raises(M3LError, match=r"data.test_sets.set12 is null and nothing gives its folder"):
+        ImageFolderDataModule(test_sets={"set12": None}, num_workers=0).setup("test")

@@ -155,7 +155,7 @@ def run(task: Callable[[DictConfig], Any], cfg: DictConfig, name: str, model: bo
     """
     from hydra.core.hydra_config import HydraConfig
 
-    from m3l.run.precedence import conflicts, user_wins
+    from m3l.run.precedence import conflicts, keep_nulls, user_wins
     from m3l.runinfo import run_info, write_run_info
 
     try:
@@ -167,6 +167,7 @@ def run(task: Callable[[DictConfig], Any], cfg: DictConfig, name: str, model: bo
         choices = hydra_cfg.runtime.choices
         require_protocol(choices)
         preset = user_wins(cfg, choices, list(hydra_cfg.overrides.task), name)  # what the user typed wins
+        keep_nulls(cfg, list(hydra_cfg.overrides.task), name)  # ... and {set12: null} picks the config's Set12
         for line in conflicts(preset, choices.get("preset")):
             print(f"m3l {name}: {line}", file=sys.stderr)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)

@@ -77,18 +77,21 @@ def _preset_config(preset: str, model: str | None) -> DictConfig:
     return OmegaConf.merge(*parts)
 
 
-def _touched_keys(overrides: Iterable[str]) -> tuple[list[tuple[str, str]], list[str]]:
+def _touched_keys(overrides: Iterable[str]) -> tuple[list[tuple[str, str]], list[str], list[str]]:
     """From the command line's overrides: ``(config key, override)`` pairs for every key a value override sets
-    and every key a group override's chosen option sets; and the overrides to compose again without the preset
-    (values forced in with ``++``: a key the preset added may not exist without it)."""
+    and every key a group override's chosen option sets; the overrides to compose again without the preset
+    (values forced in with ``++``: a key the preset added may not exist without it); and the keys set to null
+    inside a mapping (which keep the preset's value)."""
     from hydra import compose
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from m3l.run.common import available
 
-    touched, again = [], []
+    touched, again, nulls = [], [], []
     for override in OverridesParser.create().parse_overrides(list(overrides)):
         group, line = override.key_or_group, override.input_line
+        if not override.is_delete() and isinstance(override.value(), dict):
+            nulls += _null_leaves(override.value(), group)  # keep the config's value (see keep_nulls)
         is_group = not override.is_delete() and bool(available(group)) and isinstance(override.value(), str)
         if is_group and group not in SETTING_GROUPS:
             if group != "preset":
@@ -108,7 +111,7 @@ def _touched_keys(overrides: Iterable[str]) -> tuple[list[tuple[str, str]], list
         else:
             touched.append((group, line))
             again.append("++" + line.lstrip("+"))
-    return touched, again
+    return touched, again, nulls
 
 
 def user_wins(cfg: DictConfig, choices, overrides: list[str], config_name: str) -> list[dict]:
@@ -121,18 +124,20 @@ def user_wins(cfg: DictConfig, choices, overrides: list[str], config_name: str) 
     if not preset:
         return []
     preset_leaves = {k: v for k, v in leaves(_preset_config(preset, model)).items() if v != "???"}
-    touched, again = _touched_keys(overrides)
+    touched, again, nulls = _touched_keys(overrides)
     mine = {key: line for key, line in ((k, line) for k in preset_leaves for user, line in touched
-                                       if _touches(user, k))}
+                                       if _touches(user, k) and k not in nulls)}
     without = compose(config_name=config_name, overrides=again) if mine else None
     records = []
     for key, preset_value in preset_leaves.items():
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(cfg, parent) if parent else cfg
         if key not in mine:
+            if key in nulls and isinstance(node, DictConfig):  # {set12: null}: the preset's Set12
+                node[leaf] = preset_value
             records.append({"key": key, "preset": preset_value, "used": preset_value, "by": "preset"})
             continue
         used = _select(without, key, default=DROPPED)
-        parent, _, leaf = key.rpartition(".")
-        node = OmegaConf.select(cfg, parent) if parent else cfg
         if isinstance(node, DictConfig):
             with open_dict(node):
                 if used is DROPPED:
@@ -142,6 +147,33 @@ def user_wins(cfg: DictConfig, choices, overrides: list[str], config_name: str) 
         records.append({"key": key, "preset": preset_value, "by": "command line", "override": mine[key],
                         **({"dropped": True} if used is DROPPED else {"used": used})})
     return records
+
+
+def _null_leaves(value: Any, prefix: str) -> list[str]:
+    if isinstance(value, dict):
+        return [k for key, v in value.items() for k in _null_leaves(v, f"{prefix}.{key}")]
+    return [prefix] if value is None else []
+
+
+def keep_nulls(cfg: DictConfig, overrides: list[str], config_name: str) -> None:
+    """A null inside a mapping given on the command line (``data.test_sets={set12: null}``) keeps the value the
+    rest of the configuration gives that key (the preset's, the protocol's or an earlier override's folder of
+    Set12), so a mapping of names picks among the sets without repeating their folders; in place."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    for index, override in enumerate(parsed):
+        value = override.value() if not override.is_delete() else None
+        nulls = _null_leaves(value, override.key_or_group) if isinstance(value, dict) else []
+        if not nulls:
+            continue
+        rest = compose_as_run(config_name, [o for i, o in enumerate(overrides) if i != index])
+        for key in nulls:
+            given = _select(rest, key, default=None)
+            parent, _, leaf = key.rpartition(".")
+            node = OmegaConf.select(cfg, parent)
+            if given is not None and isinstance(node, DictConfig):
+                node[leaf] = given
 
 
 def conflicts(records: list[dict], preset: str) -> list[str]:
@@ -177,6 +209,7 @@ def compose_as_run(config_name: str, overrides: list[str]) -> DictConfig:
 
     cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
     user_wins(cfg, cfg.hydra.runtime.choices, list(overrides), config_name)
+    keep_nulls(cfg, list(overrides), config_name)
     with open_dict(cfg):
         del cfg["hydra"]
     return cfg

@@ -60,13 +60,6 @@ for _name in [*MODELS, *{d for m in MODELS for d in model_test_sets(m)}]:
             f"{_name!r} is not a usable model or test set name: letters, digits, _ . - only, not starting with . or -"
         )
 
-for _model in MODELS:
-    _sets = model_test_sets(_model)
-    if None in _sets.values() and any(_sets.values()):
-        fail(
-            "test_sets: give a folder for every test set, or null for all (the model's own test sets)"
-        )
-
 
 wildcard_constraints:
     model="|".join(map(re.escape, MODELS)),
@@ -120,9 +113,8 @@ def overrides(model, task):
         if PUBLISHED:
             args.append(f"net.pretrained=results/{model}/model.ckpt")
             args += [o for o in weights_protocol(model) if o not in args]
-        test_sets = model_test_sets(model)
-        if any(test_sets.values()):
-            args.append(f"data.test_sets={hydra_value(test_sets)}")
+        # exactly these sets; a null folder: the model's (preset's, weights entry's) folder of that name
+        args.append(f"data.test_sets={hydra_value(model_test_sets(model))}")
         if DEGRADATIONS:
             args.append(f"data.test_degradations={hydra_value(DEGRADATIONS)}")
     return [a.replace("{data_root}", str(DATA_ROOT)) for a in args]
