@@ -153,6 +153,13 @@ def test_wheel_holds_everything_under_m3l(tmp_path):
                      "hydra_plugins/m3l_searchpath/m3l_searchpath.py"):
         assert expected in names
     assert "hydra_plugins/__init__.py" not in names  # a namespace shared with other Hydra plugins
+    # every module of the checkout, under its installed name (a package left out of the list loses its commands)
+    installed = {"models": "m3l/models", "data": "m3l/data", "configs": "m3l/configs", "m3l": "m3l",
+                 "hydra_plugins": "hydra_plugins"}
+    for top, inside in installed.items():
+        for module in (REPO / top).rglob("*.py"):
+            if "__pycache__" not in module.parts and (module.parent / "__init__.py").exists():
+                assert f"{inside}/{module.relative_to(REPO / top).as_posix()}" in names, module
 
 
 def test_installed_modules_resolve_to_the_repository_folders():
