@@ -41,6 +41,7 @@ def test_lists_every_model_config_and_weights_entry_with_what_is_downloaded(m3l_
     assert "DnCNN" in listed["dncnn"] and "FastDVDnet" in listed["fastdvdnet"] and "jpeg" in listed["fbcnn"]
     assert set(WEIGHTS) <= set(listed)
     assert listed["dncnn_sigma25"].endswith("| yes") and "set12/sigma25 30.44 dB" in listed["dncnn_sigma25"]
+    assert f"| {cached.released_name} |" in listed["dncnn_sigma25"] and cached.released_name == "sigma=25.mat"
     assert all(listed[name].endswith("| no") for name in WEIGHTS if name != "dncnn_sigma25")
 
 

@@ -58,13 +58,15 @@ def published(metrics: dict, most: int = 2) -> str:
 
 
 def weights_rows() -> list[tuple[str, ...]]:
-    """``(name, model, family, published, cached)`` of each :data:`m3l.hub.WEIGHTS` entry."""
+    """``(name, model, family, released file, published, cached)`` of each :data:`m3l.hub.WEIGHTS` entry (the
+    released file's name is what ``weights_dir=`` / ``net.pretrained=FILE`` find it by)."""
     import torch
 
     from m3l.hub import WEIGHTS
 
     cache = Path(torch.hub.get_dir()) / "checkpoints"
-    return [(w.name, w.model, w.family, published(w.metrics), "yes" if (cache / w.filename).is_file() else "no")
+    return [(w.name, w.model, w.family, w.released_name, published(w.metrics),
+             "yes" if (cache / w.filename).is_file() else "no")
             for w in WEIGHTS.values()]
 
 
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         show(f"weights: net.pretrained=NAME (cache: {Path(torch.hub.get_dir()) / 'checkpoints'})",
-             ("name", "model", "family", "published PSNR", "downloaded"), weights_rows(), console)
+             ("name", "model", "family", "released file", "published PSNR", "downloaded"), weights_rows(), console)
     return 0
 
 
