@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# A one-node Slurm cluster on 127.0.0.1 for the tests, with accounting (slurmdbd on MariaDB), so that
+# A two-node Slurm cluster on 127.0.0.1 for the tests, with accounting (slurmdbd on MariaDB), so that
 # sacct answers and neither the Snakemake plugin nor submitit waits forever on a lost job.
 #
 #   tests/slurm/cluster.sh install   # Debian packages (root; about 20 s)
-#   tests/slurm/cluster.sh start     # munged, MariaDB, slurmdbd, slurmctld, slurmd (about 5 s)
+#   tests/slurm/cluster.sh start     # munged, MariaDB, slurmdbd, slurmctld, two slurmd (about 10 s)
 #   tests/slurm/cluster.sh stop      # each daemon by its pid file
+#
+# The two nodes, m3l-node1 and m3l-node2, are two slurmd on this host (Debian's Slurm is built with
+# --enable-multiple-slurmd: `scontrol show config` says MULTIPLE_SLURMD = Yes), each on its own port, so
+# that a job of 2 nodes x 2 tasks is a real multi-node job (tests/test_slurm_ddp.py). Each node offers
+# $M3L_SLURM_CPUS CPUs (default 4, whatever the host has: SlurmdParameters=config_overrides) and half of
+# 90% of the memory, so that 4 one-CPU tasks fit on a 2-core machine. Their names resolve to 127.0.0.1
+# through a line added to /etc/hosts (Lightning's DDP reads the first node's name from SLURM_NODELIST).
 #
 # State, configs and logs live in $M3L_SLURM_STATE (default /var/tmp/m3l-slurm). Slurm reads its
 # config at /etc/slurm/slurm.conf: the Snakemake plugin's job step drops every SLURM_* variable,
@@ -13,6 +20,7 @@ set -euo pipefail
 
 STATE=${M3L_SLURM_STATE:-/var/tmp/m3l-slurm}
 ETC=/etc/slurm
+NODES="m3l-node1 m3l-node2"
 
 log() { echo "slurm cluster: $*" >&2; }
 
@@ -35,10 +43,10 @@ install() {
 
 write_configs() {
     local cpus memory
-    cpus=$(nproc)
+    cpus=${M3L_SLURM_CPUS:-4}
     memory=$(slurmd -C | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')
-    memory=$((memory * 9 / 10))
-    mkdir -p "$STATE"/{etc,log,run,spool/ctld,spool/d}
+    memory=$((memory * 9 / 10 / 2))
+    mkdir -p "$STATE"/{etc,log,run,spool/ctld,spool/d-m3l-node1,spool/d-m3l-node2}
     cat >"$STATE/etc/slurm.conf" <<EOF
 ClusterName=m3ltest
 SlurmctldHost=localhost(127.0.0.1)
@@ -46,11 +54,12 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 StateSaveLocation=$STATE/spool/ctld
-SlurmdSpoolDir=$STATE/spool/d
+SlurmdSpoolDir=$STATE/spool/d-%n
 SlurmctldPidFile=$STATE/run/slurmctld.pid
-SlurmdPidFile=$STATE/run/slurmd.pid
+SlurmdPidFile=$STATE/run/slurmd-%n.pid
 SlurmctldLogFile=$STATE/log/slurmctld.log
-SlurmdLogFile=$STATE/log/slurmd.log
+SlurmdLogFile=$STATE/log/slurmd-%n.log
+SlurmdParameters=config_overrides
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
@@ -66,8 +75,9 @@ MpiDefault=none
 ReturnToService=2
 SlurmctldTimeout=30
 SlurmdTimeout=30
-NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$memory State=UNKNOWN
-PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+NodeName=m3l-node1 NodeHostname=$(hostname) NodeAddr=127.0.0.1 Port=6818 CPUs=$cpus RealMemory=$memory State=UNKNOWN
+NodeName=m3l-node2 NodeHostname=$(hostname) NodeAddr=127.0.0.1 Port=6828 CPUs=$cpus RealMemory=$memory State=UNKNOWN
+PartitionName=debug Nodes=m3l-node[1-2] Default=YES MaxTime=INFINITE State=UP
 EOF
     cat >"$STATE/etc/slurmdbd.conf" <<EOF
 AuthType=auth/munge
@@ -121,15 +131,25 @@ start_mariadb() {
         GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"
 }
 
+resolve_nodes() {
+    # The node names as this host, for the jobs (MASTER_ADDR is the first node's name); not over a real name.
+    local node
+    for node in $NODES; do
+        getent hosts "$node" >/dev/null && continue
+        echo "127.0.0.1 $node  # m3l test cluster (tests/slurm/cluster.sh)" >>/etc/hosts
+    done
+}
+
 start() {
     write_configs
+    resolve_nodes
     start_munge
     start_mariadb
     slurmdbd
     wait_for 30 slurmdbd bash -c "exec 3<>/dev/tcp/127.0.0.1/6819"
     slurmctld
-    slurmd -N localhost
-    wait_for 60 "the node to be idle" bash -c "sinfo -h -N -o %t | grep -qx idle"
+    for node in $NODES; do slurmd -N "$node"; done
+    wait_for 60 "both nodes to be idle" bash -c '[ "$(sinfo -h -N -o %t | grep -cx idle)" = 2 ]'
     wait_for 30 "accounting (sacct)" sacct -n -X
     log "up: $(sinfo -h -o '%P %D %c %m %t')"
 }
@@ -146,7 +166,9 @@ stop_pid() {  # stop_pid NAME PIDFILE
 }
 
 stop() {
-    stop_pid slurmd "$STATE/run/slurmd.pid"
+    local node
+    for node in $NODES; do stop_pid "slurmd $node" "$STATE/run/slurmd-$node.pid"; done
+    stop_pid slurmd "$STATE/run/slurmd.pid"  # the one node of earlier versions of this script
     stop_pid slurmctld "$STATE/run/slurmctld.pid"
     stop_pid slurmdbd "$STATE/run/slurmdbd.pid"
     stop_pid mariadb "$STATE/mysql-run/mysqld.pid"
