@@ -74,3 +74,14 @@ def test_user_config_shadows_a_builtin(run_m3l, tmp_path, m3l_env):
     assert "depth: 4" in result.stdout and "width: 6" in result.stdout and "batch_norm: false" in result.stdout
     result = run_m3l("train", "model=dncnn", "--cfg", "job")
     assert "depth: 17" in result.stdout
+
+
+def test_the_example_runs_as_written_and_a_folder_without_images_is_one_line(run_m3l, tmp_path, user):
+    """As the README gives it (no data.root_dir): scikit-image's photos; a folder without PNGs: one line."""
+    run_m3l("train", "model=my_model", *SMALL, "checkpoint_out=my.ckpt", "hydra.run.dir=run", env=user)
+    assert (tmp_path / "my.ckpt").is_file()
+    (tmp_path / "empty").mkdir()
+    result = run_m3l("train", "model=my_model", "data.root_dir=empty", *SMALL, "hydra.run.dir=bad", env=user,
+                     check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "data.root_dir: no PNG images in empty" in result.stderr

@@ -62,8 +62,8 @@ def load_gray(path) -> torch.Tensor:
 class NoisyImages(Dataset):
     """Clean images with Gaussian noise (fixed per image for evaluation, fresh patches for training)."""
 
-    def __init__(self, files, root, sigma, patch=None, length=None):
-        self.files, self.root, self.sigma, self.patch = files, Path(root), sigma / 255, patch
+    def __init__(self, files, sigma, patch=None, length=None):
+        self.files, self.sigma, self.patch = files, sigma / 255, patch
         self.length = length or len(files)
 
     def __len__(self):
@@ -93,15 +93,30 @@ class ImagesToCorrect(Dataset):
         return {"input": load_gray(self.files[i]), "path": name}
 
 
-def images_in(folder):
+# A first run needs no data of your own: scikit-image's sample photos (installed with m3l).
+SAMPLE_PHOTOS = ["camera.png", "astronaut.png", "coffee.png", "chelsea.png", "brick.png", "grass.png"]
+
+
+def images_in(folder, what="data.root_dir"):
+    """The PNG images of ``folder`` (or the one image it names); ``None``: scikit-image's sample photos."""
+    if folder is None:
+        import skimage
+
+        return [Path(skimage.data_dir) / name for name in SAMPLE_PHOTOS]
     folder = Path(folder)
-    return [folder] if folder.is_file() else sorted(folder.rglob("*.png"))
+    files = [folder] if folder.is_file() else sorted(folder.rglob("*.png"))
+    if not files:  # m3l prints an M3LError as one line naming what to fix, and exits with status 2
+        from m3l.errors import M3LError
+
+        raise M3LError(f"{what}: no PNG images in {folder} (pass {what}=<folder of PNG images>)")
+    return files
 
 
 class MyDataset(pl.LightningDataModule):
-    """PNG images in ``root_dir``: the first one validates and tests, the others train."""
+    """PNG images in ``root_dir`` (``None``: scikit-image's sample photos): the first one validates and tests, the
+    others train."""
 
-    def __init__(self, root_dir, train_batch_size=32, num_workers=1, sigma=25, patch_size=32, correct_dir=None):
+    def __init__(self, root_dir=None, train_batch_size=32, num_workers=1, sigma=25, patch_size=32, correct_dir=None):
         super().__init__()
         self.root_dir, self.batch, self.workers = root_dir, train_batch_size, num_workers
         self.sigma, self.patch, self.correct_dir = sigma, patch_size, correct_dir
@@ -111,12 +126,12 @@ class MyDataset(pl.LightningDataModule):
 
     def train_dataloader(self):
         files = images_in(self.root_dir)
-        return self._loader(NoisyImages(files[1:], self.root_dir, self.sigma, self.patch, 8 * self.batch), self.batch)
+        return self._loader(NoisyImages(files[1:], self.sigma, self.patch, 8 * self.batch), self.batch)
 
     def val_dataloader(self):
-        return self._loader(NoisyImages(images_in(self.root_dir)[:1], self.root_dir, self.sigma))
+        return self._loader(NoisyImages(images_in(self.root_dir)[:1], self.sigma))
 
     test_dataloader = val_dataloader
 
     def predict_dataloader(self):
-        return self._loader(ImagesToCorrect(images_in(self.correct_dir), self.correct_dir))
+        return self._loader(ImagesToCorrect(images_in(self.correct_dir, "data.correct_dir"), self.correct_dir))
