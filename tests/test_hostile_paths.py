@@ -398,3 +398,11 @@ def test_workflow_in_a_folder_with_a_space_and_a_raised_budget_continues_trainin
     assert "resume=auto: continuing from" in log and "last.ckpt" in log
     assert torch.load(last, weights_only=True)["epoch"] == 1
     assert (checkout / "results/m/model.ckpt").is_file()
+
+
+def test_a_file_where_the_run_folder_goes_is_one_line(run_m3l, tmp_path):
+    """Hydra makes the run folder and writes .hydra/ in it before m3l runs: m3l checks the folder first."""
+    (tmp_path / "taken").write_text("a file, not a folder")
+    result = run_m3l("train", "model=dncnn", *TINY, "hydra.run.dir=taken/run", check=False)
+    one_line(result, "hydra.run.dir:", "taken is a file, not a folder")
+    assert (tmp_path / "taken").read_text() == "a file, not a folder"

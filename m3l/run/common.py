@@ -45,6 +45,9 @@ def entry(task: Callable[[DictConfig], Any], config_name: str, model: bool = Tru
         sys.argv[1:] = quote_equals(null_groups(sys.argv[1:]))
         try:
             require_plugins(sys.argv[1:])
+            if not any(a in ("--help", "-h", "--hydra-help", "--info", "-i") or a.startswith(("--cfg", "-c"))
+                       for a in sys.argv[1:]):
+                check_run_dir(sys.argv[1:])
         except M3LError as error:
             print(f"m3l {config_name}: error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
@@ -140,6 +143,23 @@ def _message(error: BaseException) -> str:
 
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+READ_ONLY = (errno.EACCES, errno.EROFS, errno.EPERM)
+
+
+def check_run_dir(arguments: list[str]) -> None:
+    """The run folder (``hydra.run.dir=``, else ``runs/`` here) must be a folder m3l can write in: Hydra creates it
+    and writes ``.hydra/`` before m3l runs, so a file in its place or a read-only parent would be its traceback."""
+    from pathlib import Path
+
+    key, given = next(((a.split("=", 1)[0], a.split("=", 1)[1]) for a in arguments
+                       if a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))), ("hydra.run.dir", "runs"))
+    ancestor = Path(given.split("${", 1)[0] or ".").expanduser()
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if ancestor.exists() and not ancestor.is_dir():
+        raise M3LError(f"{key}: {ancestor} is a file, not a folder: pass {key}=FOLDER")
+    if ancestor.exists() and not os.access(ancestor, os.W_OK | os.X_OK):
+        raise M3LError(f"{key}: cannot write in {ancestor} (read-only): pass {key}=FOLDER where you can write")
 
 
 def _quiet_disk_full(args) -> None:
@@ -180,12 +200,13 @@ def run(task: Callable[[DictConfig], Any], cfg: DictConfig, name: str, model: bo
             raise
         print(f"m3l {name}: error: {_message(error)}", file=sys.stderr)
         raise SystemExit(2) from None
-    except OSError as error:  # a full disk while Lightning writes checkpoints or logs
-        if error.errno not in DISK_FULL or os.environ.get("M3L_DEBUG"):
+    except OSError as error:  # a full disk (or a folder made read-only) while Lightning writes checkpoints or logs
+        if error.errno not in (*DISK_FULL, *READ_ONLY) or os.environ.get("M3L_DEBUG"):
             raise
         where = error.filename or HydraConfig.get().runtime.output_dir
+        fix = "free space and rerun" if error.errno in DISK_FULL else "make it writable or pass hydra.run.dir=FOLDER"
         print(f"m3l {name}: error: cannot write {where}: {error.strerror}; the files written before are kept "
-              f"(free space and rerun)", file=sys.stderr)
+              f"({fix})", file=sys.stderr)
         raise SystemExit(2) from None
     except Exception:  # deep in a library: when an override has the wrong type, say that instead of a traceback
         from m3l.confighints import override_hints
