@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from m3l.errors import M3LError
-from m3l.imageio import read_image, read_named, to_float
+from m3l.imageio import read_for_correction, read_image, read_named, to_float
 
 SIDE_FILE = "side.yaml"
 
@@ -102,11 +102,15 @@ class CorrectDataset(Dataset):
     """Images to correct, as they are (no degradation added). Unreadable files yield an ``error`` item.
 
     Side information: ``side`` (``data.correct_side``) for every image, overridden by a ``side.yaml`` in
-    an image's own folder (the workflow's degraded test sets carry one per degradation).
+    an image's own folder (the workflow's degraded test sets carry one per degradation). Each item also carries
+    what the output keeps (``icc``, ``exif``) and, for a colour image given to a gray net, its ``chroma``
+    (``color_input="luma"``: the net restores the luminance; ``"refuse"``: one line), see
+    :func:`m3l.imageio.read_for_correction`.
     """
 
-    def __init__(self, files: list[Path], root: Path, channels: int = 1, side: dict | None = None):
-        self.files, self.root, self.channels = files, Path(root), channels
+    def __init__(self, files: list[Path], root: Path, channels: int = 1, side: dict | None = None,
+                 color_input: str = "luma"):
+        self.files, self.root, self.channels, self.color_input = files, Path(root), channels, color_input
         self.side = dict(side or {})  # side information for every image (data.correct_side), e.g. the noise level
 
     def __len__(self) -> int:
@@ -116,10 +120,13 @@ class CorrectDataset(Dataset):
         path = self.files[index]
         name = relative_name(path, self.root)
         try:
-            image = read_image(path, self.channels)
+            image, keep = read_for_correction(path, self.channels, self.color_input)
+        except M3LError:
+            raise
         except Exception as error:  # Pillow raises several types for bad files
             return {"path": name, "error": f"{type(error).__name__}: {error}"}
-        return {"input": image, "path": name, "side": {**self.side, **folder_side(path.parent)}}
+        # keep: the ICC profile and EXIF for the output, and a colour image's chroma (gray net: see imageio)
+        return {"input": image, "path": name, "side": {**self.side, **folder_side(path.parent)}, **keep}
 
 
 def collate(items: list[dict]) -> dict:

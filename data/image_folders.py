@@ -112,7 +112,8 @@ class FolderDataModule(pl.LightningDataModule):
             files = [by_name[name] for name in self.predict_filter(list(by_name))]
         for folder in {f.parent for f in files}:
             folder_side(folder)  # a bad side.yaml stops here, in one line, not in a loader worker
-        self.predict_set = CorrectDataset(files, root, self.channels, self.correct_side)
+        self.predict_set = CorrectDataset(files, root, self.channels, self.correct_side,
+                                          getattr(self, "color_input", "luma"))
 
     def _loader(self, dataset, batch_size: int = 1, persistent: bool = False) -> DataLoader:
         return DataLoader(dataset, batch_size=batch_size, num_workers=self.num_workers, collate_fn=collate,
@@ -174,6 +175,8 @@ class ImageFolderDataModule(FolderDataModule):
         num_workers: data-loading processes (default ``min(4, cores - 1)``).
         seed: noise seed of every validation / test image (0, as in the published test scripts).
         deadleaves: size of the embedded training set (``count``, ``size``).
+        color_input: a colour image to correct with a gray net (``channels=1``): ``luma`` restores its
+            luminance and keeps its colours (JPEG's YCbCr), ``refuse`` stops with one line naming colour models.
         progressive: stages of patch and batch sizes by step (see :mod:`m3l.data.progressive`); they replace
             ``patch_size`` and ``train_batch_size`` for training.
         cache: decode the training images once into a memory-mapped cache shared by every worker and rank
@@ -186,10 +189,14 @@ class ImageFolderDataModule(FolderDataModule):
                  channels: int = 1, patch_size: int = 40, train_batch_size: int = 16,
                  patches_per_epoch: int = 1600, augment: bool = True, num_workers: int | None = None,
                  seed: int = 0, deadleaves: Mapping | None = None, correct_side: Mapping | None = None,
-                 progressive: Sequence[Mapping] | None = None, cache: bool = True, cache_dir: str | None = None):
+                 progressive: Sequence[Mapping] | None = None, cache: bool = True, cache_dir: str | None = None,
+                 color_input: str = "luma"):
         super().__init__()
         if channels not in (1, 3):
             raise M3LError(f"data.channels must be 1 (gray) or 3 (RGB), got {channels}")
+        if color_input not in ("luma", "refuse"):
+            raise M3LError(f"data.color_input must be luma or refuse, got {color_input!r}")
+        self.color_input = color_input
         self.train_dir, self.val_dir, self.test_sets, self.correct_dir = train_dir, val_dir, test_sets, correct_dir
         self.cache, self.cache_dir = cache, cache_dir
         self.degradation = degradation or GaussianNoise(25.0)

@@ -58,6 +58,87 @@ def decode_image(path: str | os.PathLike, channels: int = 1) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
+# JPEG's full-range BT.601 YCbCr (what JPEG files hold), rows Y, Cb, Cr from R, G, B; Cb and Cr offset by 0.5.
+YCBCR = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], np.float32)
+RGB_FROM_YCBCR = np.linalg.inv(YCBCR).astype(np.float32)
+
+
+def is_color(img: Image.Image) -> bool:
+    """Whether a Pillow image holds colour (not a gray image stored as RGB or palette)."""
+    if img.mode in ("1", "L", "LA", "I", "F") or img.mode.startswith("I;16"):
+        return False
+    rgb = np.asarray(img.convert("RGB"), dtype=np.int16)
+    return bool((rgb[..., 0] != rgb[..., 1]).any() or (rgb[..., 1] != rgb[..., 2]).any())
+
+
+def read_for_correction(path: str | os.PathLike, channels: int = 1, color_input: str = "luma"):
+    """An image to correct: ``(input, keep)``, ``input`` as :func:`read_image` gives it, ``keep`` what its output
+    keeps of it: ``icc`` (the ICC colour profile, bytes), ``exif`` (EXIF bytes, orientation applied so reset) and,
+    for a colour image given to a gray net (``channels=1``), ``chroma``: with ``color_input="luma"`` the net gets
+    the luminance Y (full-range BT.601, as JPEG) and the output is Y' with the input's Cb and Cr, in colour;
+    ``"refuse"``: one line naming the colour models to use instead."""
+    from m3l.errors import M3LError, shown
+
+    with Image.open(path) as img:
+        icc = img.info.get("icc_profile") or b""
+        upright = ImageOps.exif_transpose(img)
+        exif = upright.getexif()
+        exif.pop(0x0112, None)  # the orientation is applied to the pixels
+        keep = {"icc": icc, "exif": exif.tobytes() if len(exif) else b""}
+        if channels != 1 or not is_color(upright):
+            return read_image(path, channels), keep
+        if color_input != "luma":
+            raise M3LError(f"{shown(path)} is a colour image and this net restores gray ones: use a colour model "
+                           f"(model=dncnn_color, model=ffdnet data.channels=3 net.pretrained=ffdnet_color, "
+                           f"model=drunet data.channels=3, ...), or data.color_input=luma to restore its luminance "
+                           f"and keep its colours")
+        rgb = np.asarray(upright.convert("RGB"), dtype=np.float32) / 255.0
+    ycbcr = torch.from_numpy(np.ascontiguousarray((rgb @ YCBCR.T).transpose(2, 0, 1)))
+    ycbcr[1:] += 0.5
+    return ycbcr[:1].contiguous(), {**keep, "chroma": ycbcr[1:].contiguous()}
+
+
+def with_chroma(luma: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
+    """RGB ``(3, H, W)`` from a restored luminance ``(1, H, W)`` and the input's ``(2, H, W)`` Cb, Cr."""
+    ycbcr = torch.cat([luma.float(), chroma.float() - 0.5]).permute(1, 2, 0)
+    return (ycbcr @ torch.from_numpy(RGB_FROM_YCBCR).T).permute(2, 0, 1).clamp(0, 1)
+
+
+# serializer.format: file suffix, Pillow format, bits a sample
+FORMATS = {"png": (".png", "PNG", 8), "png16": (".png", "PNG", 16), "tiff": (".tif", "TIFF", 16),
+           "jpeg": (".jpg", "JPEG", 8)}
+
+
+def write_image(image: torch.Tensor, path: str | os.PathLike, format: str = "png", quality: int = 95,
+                icc: bytes = b"", exif: bytes = b"") -> Path:
+    """Write ``image`` (``(C, H, W)`` in [0, 1]) atomically as ``format`` (:data:`FORMATS`: 8-bit PNG, 16-bit PNG
+    (gray), 16-bit TIFF, JPEG at ``quality``), with the input's ICC profile and EXIF where given."""
+    path, (_, pillow, bits) = Path(path), FORMATS[format]
+    extra = {k: v for k, v in (("icc_profile", icc), ("exif", exif)) if v}
+    if bits == 16 and pillow == "TIFF":
+        import tifffile  # scikit-image's dependency: it writes 16-bit RGB, which Pillow cannot
+        array = image.detach().float().clamp(0, 1).mul(65535).round().to(torch.int32).cpu().numpy().astype(np.uint16)
+        array = array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
+        with atomic_write(path) as f:
+            tifffile.imwrite(f, array, photometric="minisblack" if array.ndim == 2 else "rgb",
+                             iccprofile=icc or None)
+        return path
+    if bits == 16:
+        if image.shape[0] != 1:
+            from m3l.errors import M3LError
+
+            raise M3LError("serializer.format=png16 writes gray images (Pillow has no 16-bit colour PNG): use "
+                           "serializer.format=tiff for 16-bit colour")
+        array = image.detach().float().clamp(0, 1).mul(65535).round().to(torch.int32).cpu().numpy()[0]
+        picture = Image.fromarray(array.astype(np.uint16))
+    else:
+        picture = Image.fromarray(to_uint8(image))
+    options = {"quality": int(quality)} if pillow == "JPEG" else {}
+    with atomic_write(path) as f:
+        picture.save(f, format=pillow, **options, **extra)
+    return path
+
+
 def read_named(path: str | os.PathLike, channels: int = 1) -> torch.Tensor:
     """:func:`read_image` for a data set, where an image that cannot be read stops the run: one line
     (:class:`~m3l.errors.M3LError`) naming the file, instead of Pillow's traceback (an empty, cut or foreign file, a

@@ -1,8 +1,10 @@
 """``ImageSerializer``: writes each corrected image as soon as its batch is done.
 
 A Lightning ``BasePredictionWriter``: outputs go under ``root_dir`` with the input's relative path
-and name (extension ``.png``: 8-bit, rounded), each written atomically (:mod:`m3l.atomic`), so an
-interrupted run never leaves a partial image.
+and name, in ``format`` (``png``: 8-bit, rounded; ``png16``: 16-bit gray; ``tiff``: 16-bit; ``jpeg`` at
+``quality``), with the input's ICC profile and EXIF (its orientation applied), each written atomically
+(:mod:`m3l.atomic`), so an interrupted run never leaves a partial image. A colour image corrected by a gray net
+comes out in colour: its restored luminance with its own chroma (``data.color_input``).
 
 Correction resumes: :meth:`ImageSerializer.pending` drops the inputs whose output already exists
 (unless ``overwrite``) before anything is read, and removes what a killed run left half-written.
@@ -24,7 +26,7 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 
 from m3l.atomic import remove_temporaries
 from m3l.errors import M3LError, shown
-from m3l.imageio import write_png
+from m3l.imageio import FORMATS, with_chroma, write_image
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +42,26 @@ def collisions(names: Sequence[str], output_path) -> list[list[str]]:
 class ImageSerializer(BasePredictionWriter):
     """Args:
         root_dir: the output folder.
-        suffix: the outputs' extension.
+        suffix: the outputs' extension (default: the format's, ``.png``, ``.tif``, ``.jpg``).
         overwrite: correct every input again, even those whose output exists (default: skip them).
+        format: ``png`` (8-bit), ``png16`` (16-bit gray), ``tiff`` (16-bit, gray or colour), ``jpeg``.
+        quality: the JPEG quality of ``format=jpeg``.
     """
 
-    def __init__(self, root_dir: str, suffix: str = ".png", overwrite: bool = False):
+    def __init__(self, root_dir: str, suffix: str | None = None, overwrite: bool = False, format: str = "png",
+                 quality: int = 95):
         super().__init__(write_interval="batch")
         if root_dir is None or not str(root_dir).strip():
             raise M3LError("serializer.root_dir is empty: pass serializer.root_dir=FOLDER for the corrected images")
+        if format not in FORMATS:
+            raise M3LError(f"serializer.format: {format!r} is not one of {', '.join(FORMATS)}")
+        if not 1 <= int(quality) <= 100:
+            raise M3LError(f"serializer.quality: {quality} is not a JPEG quality (1-100)")
         self.root_dir = Path(root_dir)
-        self.suffix = suffix
+        self.format, self.quality = format, int(quality)
+        self.suffix = suffix or FORMATS[format][0]
         self.overwrite = overwrite
+        self.luma: list[str] = []  # colour images a gray net restored on their luminance
         self.written: list[Path] = []
         self.skipped: list[str] = []
         self.done: list[str] = []
@@ -115,10 +126,14 @@ class ImageSerializer(BasePredictionWriter):
         self.skipped += batch.get("skipped", [])
         if prediction is None:
             return
-        for image, name in zip(prediction, batch["path"]):
+        for index, (image, name) in enumerate(zip(prediction, batch["path"])):
             path = self.inside(self.output_path(name))
+            if "chroma" in batch:  # a colour image, a gray net: its restored luminance with its own colours
+                image = with_chroma(image, batch["chroma"][index])
+                self.luma.append(name)
+            keep = {key: batch[key][index] for key in ("icc", "exif") if key in batch}
             try:
-                self.written.append(write_png(image, path))
+                self.written.append(write_image(image, path, self.format, self.quality, **keep))
             except OSError as error:
                 raise M3LError(f"cannot write {shown(path)}: {error.strerror or error}") from None
 
@@ -134,6 +149,10 @@ class ImageSerializer(BasePredictionWriter):
             message += f"; skipped {len(self.done)} already done (serializer.overwrite=true redoes them)"
         if self.skipped:
             message += f"; skipped {len(self.skipped)} unreadable: {', '.join(map(shown, self.skipped))}"
+        if self.luma:
+            message += (f"; {len(self.luma)} colour images ({', '.join(map(shown, self.luma[:3]))}"
+                        f"{', ...' if len(self.luma) > 3 else ''}) restored on their luminance, colours kept, as the "
+                        f"net is gray (data.color_input=luma; a colour model restores every channel)")
         return message
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
