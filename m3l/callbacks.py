@@ -83,9 +83,10 @@ class LogSamples(Callback):
 
 
 class LogTestTable(Callback):
-    """Log the per-image test rows and their summary as tables at the end of testing."""
+    """Log the per-image test rows and their summary as tables at the end of testing (after the module's
+    ``on_test_epoch_end``, which gathers the rows of every rank)."""
 
-    def on_test_epoch_end(self, trainer, pl_module) -> None:
+    def on_test_end(self, trainer, pl_module) -> None:
         import pandas as pd
 
         from m3l.tables import summarize

@@ -110,8 +110,9 @@ class RestorationModule(pl.LightningModule):
         # images (B, C, H, W); clips (B, T, C, H, W) are measured frame by frame
         output, target = self.restore(batch).flatten(0, -4), batch["target"].flatten(0, -4)
         n = len(output)
-        self.log("val/psnr", metrics.psnr(output, target).mean(), prog_bar=True, batch_size=n)
-        self.log("val/ssim", metrics.ssim(output, target).mean(), batch_size=n)
+        # sync_dist: on several ranks (DDP), the mean over every rank's share, which the best checkpoint follows
+        self.log("val/psnr", metrics.psnr(output, target).mean(), prog_bar=True, batch_size=n, sync_dist=True)
+        self.log("val/ssim", metrics.ssim(output, target).mean(), batch_size=n, sync_dist=True)
 
     def on_test_epoch_start(self) -> None:
         self.test_rows = []
@@ -134,8 +135,13 @@ class RestorationModule(pl.LightningModule):
             })
 
     def on_test_epoch_end(self) -> None:
+        from m3l.distributed import gather_rows
         from m3l.tables import summarize
 
+        # several ranks: every rank's rows, each image once (the sampler repeats some), in one process's order
+        self.test_rows = gather_rows(self.test_rows)
+        if isinstance(getattr(self, "frame_rows", None), list):  # a video module's per-frame rows, clip by clip
+            self.frame_rows = gather_rows(self.frame_rows, order_of=self.test_rows)
         summary = summarize(self.test_rows)
         for row in summary.itertuples():
             for metric in ("psnr", "ssim"):

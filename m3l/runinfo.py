@@ -77,7 +77,13 @@ def _torch_threads() -> int:
 
 
 def write_run_info(info: dict, folder: str | os.PathLike) -> Path:
+    """Write ``folder/run.yaml``; on several ranks (DDP: Slurm tasks, or the processes Lightning starts) only global
+    rank 0 writes it (the others return its path)."""
+    from m3l.distributed import is_rank_zero
+
     folder = Path(folder)
+    if not is_rank_zero():
+        return folder / "run.yaml"
     folder.mkdir(parents=True, exist_ok=True)
     path, tmp = folder / "run.yaml", folder / ".run.yaml.tmp"
     tmp.write_text(yaml.safe_dump(info, sort_keys=False, allow_unicode=True))

@@ -4,6 +4,10 @@ Builds ``net`` from the config (so ``net.*`` overrides apply), loads the checkpo
 every test set x degradation of the data module, prints the table and writes two CSVs:
 ``metrics_csv`` (one row per test set and degradation: dataset, degradation, n_images, psnr, ssim)
 and ``per_image_csv`` (one row per image). Both default to the run directory.
+
+On several ranks (``trainer.devices=N``, or N Slurm tasks) each rank tests a share of the images; their rows are
+gathered (:func:`m3l.distributed.gather_rows`, the images the sampler repeated counted once), so the tables are
+exactly the single-process ones, and global rank 0 alone prints and writes them.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ def test(cfg: DictConfig) -> None:
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     results = trainer.test(module, datamodule=datamodule, verbose=False)
+    if not trainer.is_global_zero:  # several ranks: rank 0 holds every rank's rows and writes the tables
+        return
 
     if isinstance(module, RestorationModule):
         per_image = pd.DataFrame(module.test_rows)

@@ -144,7 +144,10 @@ def train(cfg: DictConfig) -> float | None:
 
     from m3l.callbacks import StoreConfig, use_atomic_checkpoints
 
+    from m3l.distributed import seed_rank
+
     resume = resume_path(cfg)  # a bad resume=PATH stops before anything is built
+    seed_rank(cfg.seed)  # several ranks (DDP): each draws its own training patches
     module, datamodule = build_module(cfg), build_datamodule(cfg)
     callbacks = [*instantiate_all(cfg.callbacks), StoreConfig(OmegaConf.to_container(cfg, resolve=True))]
     trainer = build_trainer(cfg, callbacks)
@@ -156,12 +159,13 @@ def train(cfg: DictConfig) -> float | None:
     checkpoint = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
     best = checkpoint and (checkpoint.best_model_path or checkpoint.last_model_path)
     if cfg.checkpoint_out:
-        if best:
+        if not best:
+            trainer.save_checkpoint(cfg.checkpoint_out)  # every rank takes part; Lightning writes from rank 0
+        elif trainer.is_global_zero:  # several ranks (DDP): one copy, by rank 0
             copy_atomic(best, cfg.checkpoint_out)
-        else:
-            trainer.save_checkpoint(cfg.checkpoint_out)
-        print(f"final checkpoint: {cfg.checkpoint_out}")
-    elif best:
+        if trainer.is_global_zero:
+            print(f"final checkpoint: {cfg.checkpoint_out}")
+    elif best and trainer.is_global_zero:
         print(f"best checkpoint: {best}")
     score = checkpoint.best_model_score if checkpoint is not None else None
     if score is None:
