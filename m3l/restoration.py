@@ -40,6 +40,13 @@ def forward_arguments(net: nn.Module) -> frozenset[str] | None:
     return frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
 
 
+def _plain_keys(module: nn.Module, state: dict, prefix: str, *args) -> None:
+    """Load weights saved from a net wrapped by ``torch.compile`` (keys ``net._orig_mod.*``: what ``compile=true``
+    training wrote before m3l compiled the net in place) into the plain net: ``_orig_mod.`` is dropped."""
+    for key in [k for k in state if k.startswith(prefix) and "_orig_mod." in k]:
+        state[key.replace("_orig_mod.", "")] = state.pop(key)
+
+
 class RestorationModule(pl.LightningModule):
     """Train, validate, test and predict with ``net``.
 
@@ -65,6 +72,15 @@ class RestorationModule(pl.LightningModule):
         self.metric_names, self.metric_options = metric_protocol(metrics)
         self.tiling: tuple[int, int] | None = None  # (tile, overlap) for evaluation; set from the config's `tile`
         self.ensemble: str | None = None  # evaluation's self-ensemble (m3l.ensemble: x8); the config's `ensemble`
+        # testing and predicting run an inference copy of the net (m3l.fuse); the config's speed keys set these
+        self.fold_batch_norm: bool = True  # batch norm folded into the conv before it (exact)
+        self.inference_channels_last: bool | str = False  # True, False or "auto" (the CPU: on)
+        self.compile_inference: bool = False  # torch.compile the copy
+        self.backend: str = "torch"  # or "onnxruntime"
+        self.inference_threads: int | None = None  # onnxruntime's threads (None: torch's)
+        self._inference: Callable[..., torch.Tensor] | None = None  # built on the first image, per test / predict
+        self._fast_inference = False  # between the start and end of a test or predict run
+        self._register_load_state_dict_pre_hook(_plain_keys)
         self.test_rows: list[dict] = []
 
     def forward(self, x: torch.Tensor, **side) -> torch.Tensor:
@@ -90,13 +106,52 @@ class RestorationModule(pl.LightningModule):
 
     def evaluate(self, run: Callable[..., torch.Tensor], x: torch.Tensor, side: dict) -> torch.Tensor:
         """``run(x, **side)`` in evaluation, with the config's ``ensemble`` and ``tile``: the self-ensemble is
-        outermost (each of its flipped / rotated images is restored tile by tile)."""
+        outermost (each of its flipped / rotated images is restored tile by tile). While testing or predicting,
+        ``run`` = the module itself goes through the inference copy of the net (:meth:`inference_runner`)."""
+        if run is self and self._fast_inference:
+            run = self.inference_runner(x, side)
         if self.tiling is not None:
             plain, tiling = run, self.tiling
             run = lambda image, **given: tiled(lambda t: plain(t, **given), image, *tiling)  # noqa: E731
         if self.ensemble is not None:
             return ensembled(run, x, side, self.ensemble)
         return run(x, **side)
+
+    def inference_runner(self, x: torch.Tensor, side: dict) -> Callable[..., torch.Tensor]:
+        """``run(image, **side)`` with the inference copy of the net (see :mod:`m3l.fuse`), built from the
+        current weights on the first image of a test or predict run (``x``: its device, channels and side)."""
+        if self._inference is None:
+            from m3l import fuse
+
+            fuse.check_options(self.inference_channels_last, self.backend)
+            onnx = self.backend == "onnxruntime"
+            channels_last = not onnx and fuse.use_channels_last(self.inference_channels_last, x.device)
+            net = fuse.inference_copy(self.net, x.device, fold=self.fold_batch_norm, channels_last=channels_last,
+                                      compile=self.compile_inference and not onnx)
+            if onnx:
+                threads = self.inference_threads or torch.get_num_threads()
+                self._inference = fuse.onnx_runner(net, x, side, threads)
+            else:
+                self._inference = fuse.torch_runner(net, channels_last)
+        return self._inference
+
+    def _start_inference(self) -> None:
+        self._inference, self._fast_inference = None, True
+
+    def _end_inference(self) -> None:
+        self._inference, self._fast_inference = None, False
+
+    def on_test_start(self) -> None:
+        self._start_inference()
+
+    def on_test_end(self) -> None:
+        self._end_inference()
+
+    def on_predict_start(self) -> None:
+        self._start_inference()
+
+    def on_predict_end(self) -> None:
+        self._end_inference()
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.loss(self.restore(batch), batch["target"])

@@ -302,29 +302,45 @@ def build_module(cfg: DictConfig):
 
 
 def apply_speed_options(module, cfg: DictConfig):
-    """``channels_last``, ``compile``, ``tile`` and ``ensemble`` from the config (the last two need a
-    RestorationModule)."""
-    import torch
+    """``channels_last``, ``fold_batch_norm``, ``compile``, ``backend``, ``tile`` and ``ensemble`` from the config
+    (all but the first two need a RestorationModule, whose test and predict steps then run the fast exact path of
+    :mod:`m3l.fuse` on a copy of the net: batch norm folded, channels-last where it helps, compiled or run in
+    onnxruntime).
 
+    ``channels_last=true`` puts the whole module (training too) in NHWC; ``auto`` only the inference copy, on the
+    CPU. ``compile=true`` compiles the net in place (``nn.Module.compile``), so its weights keep their plain keys:
+    checkpoints load into it and the checkpoints it writes load anywhere; testing and correcting compile the
+    inference copy, after the weights are loaded."""
     from m3l.ensemble import parse
+    from m3l.fuse import check_options
     from m3l.restoration import RestorationModule
 
-    if cfg.get("channels_last"):
+    channels_last, backend = cfg.get("channels_last", False), cfg.get("backend") or "torch"
+    check_options(channels_last, backend)
+    if channels_last is True:
+        import torch
+
         module = module.to(memory_format=torch.channels_last)
+    restoration = isinstance(module, RestorationModule)
+    if backend != "torch" and not restoration:
+        raise M3LError(f"backend: {backend} needs a plain nn.Module net (wrapped in RestorationModule)")
+    if restoration:
+        module.fold_batch_norm = bool(cfg.get("fold_batch_norm", True))
+        module.inference_channels_last = channels_last
+        module.compile_inference = bool(cfg.get("compile"))
+        module.backend = backend
+        module.inference_threads = compute_threads(cfg)
     if cfg.get("tile"):
-        if not isinstance(module, RestorationModule):
+        if not restoration:
             raise M3LError("tile: tiled inference needs a plain nn.Module net (wrapped in RestorationModule)")
         module.tiling = (int(cfg.tile), int(cfg.get("tile_overlap", 32)))
     ensemble = parse(cfg.get("ensemble"))
     if ensemble is not None:
-        if not isinstance(module, RestorationModule):
+        if not restoration:
             raise M3LError("ensemble: the self-ensemble needs a plain nn.Module net (wrapped in RestorationModule)")
         module.ensemble = ensemble
     if cfg.get("compile"):
-        if isinstance(module, RestorationModule):
-            module.net = torch.compile(module.net)
-        else:
-            module = torch.compile(module)
+        (module.net if restoration else module).compile()  # in place: the state dict keeps its keys
     return module
 
 
