@@ -102,7 +102,8 @@ def test_correct_folder_keeps_relative_paths_and_sizes(run_m3l, tmp_path, tiny_c
     result = run_m3l("correct", "model=dncnn", "net.depth=3", "net.width=8", f"checkpoint={tiny_checkpoint}",
                      "data.correct_dir=in", "serializer.root_dir=out", "data.num_workers=0")
     outputs = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file())
-    assert outputs == ["a.png", "rgb.png", "sub/b.png", "sub/deeper/c.png"]
+    assert outputs == [".m3l_correct.yaml", "a.png", "rgb.png", "sub/b.png", "sub/deeper/c.png"]
+    assert Image.open(tmp_path / "out" / "rgb.png").mode == "RGB"  # colour in, colour out (its luminance restored)
     for source in inputs:
         out = tmp_path / "out" / source.relative_to(tmp_path / "in").with_suffix(".png")
         assert Image.open(out).size == Image.open(source).size and Image.open(out).mode == "L"

@@ -84,3 +84,19 @@ def test_output_formats_keep_the_bits_asked_for(run_m3l, tmp_path):
                     assert np.abs(values - gray).max() <= 3
     bad = run_m3l("correct", *common, "serializer.root_dir=x", "serializer.format=webp", check=False)
     assert bad.returncode == 2 and "serializer.format: 'webp' is not one of png, png16, tiff, jpeg" in bad.stderr
+
+
+def test_outputs_made_with_other_weights_are_not_taken_as_done(run_m3l, tmp_path, tiny_checkpoint):
+    write_images(tmp_path / "in", {"a.png": (24, 20)})
+    common = ["data.correct_dir=in", "serializer.root_dir=out", "data.num_workers=0"]
+    run_m3l("correct", "model=identity", *common)
+    again = run_m3l("correct", "model=identity", *common)
+    assert "skipped 1 already done" in again.stdout + again.stderr  # the same settings: a rerun resumes
+    dncnn = ["model=dncnn", "net.depth=3", "net.width=8", f"checkpoint={tiny_checkpoint}"]
+    other = run_m3l("correct", *dncnn, *common, check=False)
+    assert other.returncode == 2 and "Traceback" not in other.stderr, other.stderr
+    assert "holds images corrected with other model, weights, net" in other.stderr
+    before = (tmp_path / "out" / "a.png").read_bytes()
+    run_m3l("correct", *dncnn, *common, "serializer.overwrite=true")
+    assert (tmp_path / "out" / "a.png").read_bytes() != before
+    run_m3l("correct", *dncnn, *common)  # recorded: now these are the settings of the folder

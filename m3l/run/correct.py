@@ -7,7 +7,9 @@ The data module's
 ``predict_dataloader`` reads it; the serializer (a Lightning prediction writer) writes each restored
 image under ``OUT`` as soon as its batch is done, keeping its relative path and name (as ``.png``).
 Unreadable files are skipped with a warning naming each, and a summary at the end. Inputs whose output
-already exists are skipped without being read (a rerun resumes), unless ``serializer.overwrite=true``.
+already exists are skipped without being read (a rerun resumes), unless ``serializer.overwrite=true``; outputs
+count as done only when the same weights and settings made them (``OUT/.m3l_correct.yaml`` records them; other
+ones stop with one line).
 
 ``IN`` and ``OUT`` must be apart: the same folder, ``OUT`` inside ``IN`` (a rerun would correct its own
 outputs) or ``IN`` inside ``OUT`` (outputs could replace inputs) is refused in one line, as are empty paths.
@@ -60,6 +62,52 @@ def check_apart(source: Path, root: Path, output_of) -> None:
     raise M3LError(f"{where} {problem}; give an output folder outside the inputs")
 
 
+RECORD = ".m3l_correct.yaml"  # in serializer.root_dir: what corrected the images there
+
+
+def what_corrects(cfg: DictConfig, weights: str) -> dict:
+    """What makes the outputs what they are: the model, its net, the weights (a file's sha256), the side
+    information, the colour rule and the output format."""
+    import hashlib
+
+    path = Path(str(weights).removeprefix("pretrained "))
+    if path.is_file():
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        weights = f"sha256:{digest.hexdigest()}"
+    plain = lambda key: OmegaConf.to_container(OmegaConf.select(cfg, key), resolve=True) if OmegaConf.select(
+        cfg, key) is not None else None
+    return {"model": cfg.get("name"), "weights": str(weights), "net": plain("net"),
+            "side": plain("data.correct_side"), "color_input": OmegaConf.select(cfg, "data.color_input"),
+            "format": OmegaConf.select(cfg, "serializer.format"), "ensemble": cfg.get("ensemble")}
+
+
+def check_same_correction(root: Path, record: dict, overwrite: bool) -> None:
+    """Outputs already in ``root`` count as done only if the same weights and settings made them: one line
+    otherwise (a rerun with other weights would silently keep the old images). Records ``record`` there."""
+    import yaml
+
+    from m3l.atomic import atomic_write
+    from m3l.errors import shown
+
+    path = root / RECORD
+    if path.is_file() and not overwrite:
+        try:
+            before = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError):
+            before = None
+        if isinstance(before, dict) and before != record:
+            changed = [key for key in record if before.get(key) != record[key]]
+            raise M3LError(f"serializer.root_dir={shown(root)} holds images corrected with other {', '.join(changed)} "
+                           f"(see {RECORD} there): pass serializer.overwrite=true to redo them, or another "
+                           f"serializer.root_dir")
+    root.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, "w") as f:
+        yaml.safe_dump(record, f, sort_keys=False)
+
+
 def out_of_memory(error: BaseException) -> bool:
     """Whether ``error`` is an allocation failure (torch's, on CPU or GPU, or Python's)."""
     import torch
@@ -98,7 +146,9 @@ def correct(cfg: DictConfig) -> None:
 
     return_freed_memory()
     module, datamodule = build_module(cfg), build_datamodule(cfg)
-    load_checkpoint(module, cfg)  # checkpoint=PATH, or the net's pretrained weights
+    weights = load_checkpoint(module, cfg)  # checkpoint=PATH, or the net's pretrained weights
+    if hasattr(serializer, "pending"):
+        check_same_correction(Path(cfg.serializer.root_dir), what_corrects(cfg, weights), serializer.overwrite)
     if hasattr(datamodule, "predict_filter") and hasattr(serializer, "pending"):
         datamodule.predict_filter = serializer.pending  # resume: finished outputs are not read again
     trainer = build_trainer(cfg, callbacks=[serializer], logger=False)
