@@ -170,6 +170,8 @@ def archive_problem(data: bytes) -> str | None:
                 f"torch.export archive (pickled objects, compiled code and older formats are refused)")
     if "models/model.json" not in files or sum(info.file_size for info in infos) > PT2_MAX_BYTES:
         return "no program models/model.json, or more than 8 GiB of files"
+    if any(info.compress_type != zipfile.ZIP_STORED for info in infos):  # torch never compresses: a bomb would
+        return "compressed files (torch.export.save stores them as they are)"
 
     def read_json(name: str):
         info = files.get(name)
@@ -223,10 +225,13 @@ def load_model(path: Path, device: str) -> tuple[torch.nn.Module, dict]:
             problem = archive_problem(data)
             if problem:
                 raise BadModel(f"model {path}: {problem}; refused (a .pt2 file must be data)")
-            program = torch.export.load(io.BytesIO(data), extra_files=extra)
+            stored = [name for name in names if name.endswith(f"/extra/{METADATA}")]
+            info = metadata(path, zipfile.ZipFile(io.BytesIO(data)).read(stored[0]).decode("utf-8", "replace")
+                            if stored else "")  # checked before the program is loaded
+            program = torch.export.load(io.BytesIO(data))
             if torch.device(device).type != "cpu":  # the devices recorded at export (the CPU's) become this one
                 program = torch.export.passes.move_to_device_pass(program, device)
-            model = program.module()
+            return program.module(), info
         else:  # TorchScript: a program, from a source the user trusts (see the module's docstring)
             model = torch.jit.load(io.BytesIO(data), map_location=device, _extra_files=extra).eval()
     except BadModel:

@@ -34,6 +34,16 @@ def read_checkpoint(path: str | Path, what: str = "checkpoint") -> dict:
     if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch.save's zip, or the legacy pickle format
         raise M3LError(f"{what} {path} is not a readable PyTorch file ({size} bytes that torch.save did not "
                        f"write); not a checkpoint")
+    if head.startswith(b"PK"):  # torch.save stores its records uncompressed: a compressed one can declare gigabytes
+        import zipfile
+
+        try:
+            packed = [i.filename for i in zipfile.ZipFile(path).infolist() if i.compress_type != zipfile.ZIP_STORED]
+        except (zipfile.BadZipFile, OSError, ValueError) as error:
+            raise M3LError(f"{what} {path} is not a readable PyTorch file (a damaged archive: {error})") from None
+        if packed:
+            raise M3LError(f"{what} {path} holds compressed records ({packed[0][:80]}), which torch.save never "
+                           f"writes; refused (their unpacked size is not bounded by the file's)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

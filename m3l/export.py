@@ -231,6 +231,8 @@ def archive_problem(data: bytes) -> str | None:
                 f"torch.export archive (pickled objects, compiled code and older formats are refused)")
     if "models/model.json" not in files or sum(info.file_size for info in infos) > PT2_MAX_BYTES:
         return "no program models/model.json, or more than 8 GiB of files"
+    if any(info.compress_type != zipfile.ZIP_STORED for info in infos):  # torch never compresses: a bomb would
+        return "compressed files (torch.export.save stores them as they are)"
 
     def read_json(name: str):
         info = files.get(name)

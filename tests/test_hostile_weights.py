@@ -184,6 +184,7 @@ def test_file_arguments_must_be_the_class_arguments_and_scalars(tmp_path, monkey
             hub.convert_file(path, TARGET)
 
 
+@pytest.mark.slow
 def test_arguments_that_would_allocate_more_than_the_file_holds_are_refused_before_the_net_is_built(tmp_path, env):
     """A width of 60000 (a 130 GB conv) in a 10 KB file: checked on the meta device, refused; under RLIMIT_AS."""
     path = release_with_args(tmp_path / "wide.pth", {**ARCH, "width": 60000})
@@ -207,15 +208,17 @@ def exported(tmp_path_factory) -> Path:
     return path
 
 
-def rewrite(source: Path, target: Path, change) -> Path:
-    """A copy of the archive ``source`` with ``change(files)`` applied to ``{name inside root: bytes}``."""
+def rewrite(source: Path, target: Path, change, compress: str = "") -> Path:
+    """A copy of the archive ``source`` with ``change(files)`` applied to ``{name inside root: bytes}``; the files
+    whose name contains ``compress`` (when given) deflated."""
     with zipfile.ZipFile(source) as archive:
         root = archive.namelist()[0].split("/")[0] + "/"
         files = {name[len(root):]: archive.read(name) for name in archive.namelist()}
     change(files)
     with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as archive:
         for name, data in files.items():
-            archive.writestr(root + name, data)
+            packed = zipfile.ZIP_DEFLATED if compress and compress in name else zipfile.ZIP_STORED
+            archive.writestr(root + name, data, compress_type=packed)
     return target
 
 
@@ -259,7 +262,9 @@ def pt2_variants(exported: Path, folder: Path, marker: Path) -> dict[str, Path]:
 
     variants = {"pickled_weight": pickled_weight, "opaque_constant": opaque_constant,
                 "sample_inputs": sample_inputs, "guard": guard, "sympy": sympy, "operator": operator}
-    return {name: rewrite(exported, folder / f"{name}.pt2", change) for name, change in variants.items()}
+    written = {name: rewrite(exported, folder / f"{name}.pt2", change) for name, change in variants.items()}
+    written["compressed"] = rewrite(exported, folder / "compressed.pt2", lambda files: None, compress="weight_")
+    return written
 
 
 def deploy(model: Path) -> list[str]:
@@ -267,7 +272,7 @@ def deploy(model: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("variant", ["pickled_weight", "opaque_constant", "sample_inputs", "guard", "sympy",
-                                     "operator"])
+                                     "operator", "compressed"])
 def test_a_tampered_pt2_is_refused_before_torch_loads_it(exported, tmp_path, env, variant):
     marker = tmp_path / "marker"
     write_images(tmp_path / "in", {"a.png": (20, 16)})
@@ -281,6 +286,7 @@ def test_a_tampered_pt2_is_refused_before_torch_loads_it(exported, tmp_path, env
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_the_pt2_check_passes_m3l_exports_and_is_the_same_in_the_runner(exported, tmp_path, env):
     from m3l.export import archive_problem
 
@@ -407,6 +413,15 @@ def test_declared_sizes_are_checked_before_reading(tmp_path, env, variant):
     path = mat_bombs(tmp_path)[variant]
     assert path.stat().st_size < 1 << 20
     refused(convert(path), tmp_path, path.name, env=env, limit=MEMORY_LIMIT)
+
+
+def test_a_compressed_record_in_a_pth_is_refused(tmp_path, env):
+    """torch.save stores records uncompressed; a deflated one unpacks to what it declares (64 MiB of zeros from a
+    64 KiB file here, gigabytes as easily)."""
+    torch.save({"body.0.weight": torch.zeros(1 << 24)}, tmp_path / "plain.pth")
+    path = rewrite(tmp_path / "plain.pth", tmp_path / "deflated.pth", lambda files: None, compress="data/0")
+    assert path.stat().st_size < 1 << 20
+    assert "compressed" in refused(convert(path), tmp_path, "deflated.pth", env=env, limit=MEMORY_LIMIT)
 
 
 # ---- 12. non-finite and non-float weights ------------------------------------------------------------------------
