@@ -80,7 +80,7 @@ class RestorationModule(pl.LightningModule):
         self.inference_threads: int | None = None  # onnxruntime's threads (None: torch's)
         self._inference: Callable[..., torch.Tensor] | None = None  # built on the first image, per test / predict
         self._fast_inference = False  # between the start and end of a test or predict run
-        self._register_load_state_dict_pre_hook(_plain_keys)
+        self.register_load_state_dict_pre_hook(_plain_keys)
         self.test_rows: list[dict] = []
 
     def forward(self, x: torch.Tensor, **side) -> torch.Tensor:
