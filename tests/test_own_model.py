@@ -54,7 +54,7 @@ def test_train_test_correct_own_model(run_m3l, tmp_path, user, package):
     assert "test/psnr" in metrics.columns and len(metrics) == 1 and metrics["test/psnr"][0] > 0
     run_m3l("correct", "model=my_model", *data, *SMALL, "checkpoint=my.ckpt", "data.correct_dir=images",
             "serializer.root_dir=out", env=user)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.png", "1.png", "2.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".m3l_correct.yaml", "0.png", "1.png", "2.png"]
     assert Image.open(tmp_path / "out" / "0.png").size == (48, 40)
 
 

@@ -51,7 +51,8 @@ def test_train_test_correct_on_frame_folders_and_an_mp4(run_m3l, tmp_path):
     assert "skipping broken.avi" in result.stderr and "skipped 1 unreadable: broken.avi" in result.stdout
     out = tmp_path / "out"
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
-        "cam.mkv", *[f"more/pan/{i:05d}.png" for i in range(5)], *[f"walk/{i:05d}.png" for i in range(7)]]
+        ".m3l_correct.yaml", "cam.mkv", *[f"more/pan/{i:05d}.png" for i in range(5)],
+        *[f"walk/{i:05d}.png" for i in range(7)]]
     corrected = read_clip(out / "cam.mkv")
     assert corrected.shape == (6, 1, 32, 32) and frame_rate(Clip(out / "cam.mkv", "cam")) == Fraction(24)
 
