@@ -44,7 +44,7 @@ def test_vulcan_cluster_scales_with_trainer_gpus():
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert (launcher.tasks_per_node, launcher.nodes, launcher.mem_gb, launcher.timeout_min) == (4, 1, 128, 2160)
-    assert launcher.additional_parameters == {"qos": "high", "gres": "gpu:p6000:4"}
+    assert launcher.additional_parameters == {"qos": "high", "gres": "gpu:p6000:4", "signal": "USR1@120"}
     cfg = compose_m3l("train", ["model=dncnn", "cluster=vulcan", "cluster.qos=medium"])
     assert (cfg.hydra.launcher.tasks_per_node, cfg.hydra.launcher.timeout_min) == (1, 4320)
 

@@ -143,15 +143,17 @@ def train(cfg: DictConfig) -> float | None:
     from pytorch_lightning.callbacks import ModelCheckpoint
 
     from m3l.callbacks import StoreConfig, use_atomic_checkpoints
+    from m3l.distributed import SeedRanks, requeue_safely, restarted_by_slurm
 
-    from m3l.distributed import seed_rank
-
+    if cfg.resume is None and restarted_by_slurm():  # a requeued Slurm job continues in its run folder
+        cfg.resume = "auto"
     resume = resume_path(cfg)  # a bad resume=PATH stops before anything is built
-    seed_rank(cfg.seed)  # several ranks (DDP): each draws its own training patches
     module, datamodule = build_module(cfg), build_datamodule(cfg)
-    callbacks = [*instantiate_all(cfg.callbacks), StoreConfig(OmegaConf.to_container(cfg, resolve=True))]
+    callbacks = [*instantiate_all(cfg.callbacks), StoreConfig(OmegaConf.to_container(cfg, resolve=True)),
+                 SeedRanks(cfg.seed)]  # several ranks (DDP): each draws its own training patches
     trainer = build_trainer(cfg, callbacks)
     use_atomic_checkpoints(trainer)
+    requeue_safely(trainer, Path(cfg.run_dir) / "checkpoints" / "last.ckpt")  # Slurm tasks: USR1 with every rank in step
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)

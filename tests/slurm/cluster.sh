@@ -12,6 +12,7 @@
 # $M3L_SLURM_CPUS CPUs (default 4, whatever the host has: SlurmdParameters=config_overrides) and half of
 # 90% of the memory, so that 4 one-CPU tasks fit on a 2-core machine. Their names resolve to 127.0.0.1
 # through a line added to /etc/hosts (Lightning's DDP reads the first node's name from SLURM_NODELIST).
+# A requeued job may start again 10 s after its requeue (AuthInfo=cred_expire=10; Slurm's default waits 120 s).
 #
 # State, configs and logs live in $M3L_SLURM_STATE (default /var/tmp/m3l-slurm). Slurm reads its
 # config at /etc/slurm/slurm.conf: the Snakemake plugin's job step drops every SLURM_* variable,
@@ -53,6 +54,7 @@ SlurmctldHost=localhost(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
+AuthInfo=cred_expire=10
 StateSaveLocation=$STATE/spool/ctld
 SlurmdSpoolDir=$STATE/spool/d-%n
 SlurmctldPidFile=$STATE/run/slurmctld.pid
