@@ -153,7 +153,7 @@ def train(cfg: DictConfig) -> float | None:
                  SeedRanks(cfg.seed)]  # several ranks (DDP): each draws its own training patches
     trainer = build_trainer(cfg, callbacks)
     use_atomic_checkpoints(trainer)
-    requeue_safely(trainer, Path(cfg.run_dir) / "checkpoints" / "last.ckpt")  # Slurm tasks: USR1 with every rank in step
+    requeue_safely(trainer, Path(cfg.run_dir) / "checkpoints" / "last.ckpt")  # Slurm tasks: USR1, ranks in step
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)

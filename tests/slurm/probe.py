@@ -2,8 +2,8 @@
 ``+callbacks.probe={_target_: probe.BatchProbe, folder: DIR}``.
 
 Each rank appends one line per training batch to ``DIR/rank<global rank>.txt``:
-``<world size> <epoch> <global step> <Slurm restart count> <sum of the batch's clean patches> <torch seed>``, so a test sees
-the world, what each rank trained on, and where a requeued job started again. ``sleep`` seconds a batch stretch
+``<world size> <epoch> <global step> <Slurm restart count> <sum of the batch's clean patches> <torch seed>``, so a
+test sees the world, what each rank trained on, and where a requeued job started again. ``sleep`` seconds a batch stretch
 a tiny training for the preemption test.
 """
 
