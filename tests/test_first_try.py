@@ -100,3 +100,13 @@ def test_outputs_made_with_other_weights_are_not_taken_as_done(run_m3l, tmp_path
     run_m3l("correct", *dncnn, *common, "serializer.overwrite=true")
     assert (tmp_path / "out" / "a.png").read_bytes() != before
     run_m3l("correct", *dncnn, *common)  # recorded: now these are the settings of the folder
+
+
+def test_correct_on_several_processes_is_one_line(run_m3l, tmp_path):
+    write_images(tmp_path / "in", {"a.png": (24, 20)})
+    result = run_m3l("correct", "model=identity", "data.correct_dir=in", "serializer.root_dir=out",
+                     "data.num_workers=0", "trainer.devices=2", "trainer.accelerator=cpu", "+trainer.strategy=ddp",
+                     check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "correct runs on one device, not 2 processes" in result.stderr
+    assert not (tmp_path / "out" / "a.png").exists()

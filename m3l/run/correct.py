@@ -152,6 +152,9 @@ def correct(cfg: DictConfig) -> None:
     if hasattr(datamodule, "predict_filter") and hasattr(serializer, "pending"):
         datamodule.predict_filter = serializer.pending  # resume: finished outputs are not read again
     trainer = build_trainer(cfg, callbacks=[serializer], logger=False)
+    if trainer.world_size > 1:  # each rank would need its own share of the images, and a folder smaller than the
+        raise M3LError(f"correct runs on one device, not {trainer.world_size} processes: pass trainer.devices=1 "
+                       f"(trainer.num_nodes=1), or split the images over several correct jobs")  # world hangs
     try:
         trainer.predict(module, datamodule=datamodule, return_predictions=False)
     except Exception as error:
