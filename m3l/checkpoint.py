@@ -107,6 +107,7 @@ def load_weights(module: nn.Module, path: str | Path) -> dict:
         state = state_dict_of(checkpoint)
     except M3LError as error:
         raise M3LError(f"checkpoint {path}: {error}") from None
+    state = {k.replace("_orig_mod.", "", 1): v for k, v in state.items()}  # torch.compile's wrapper (older compile=true)
     expected = module.state_dict()
     if hasattr(module, "net") and not set(state) & set(expected) and {f"net.{k}" for k in state} & set(expected):
         state = {f"net.{k}": v for k, v in state.items()}

@@ -91,9 +91,11 @@ def test_compile_keeps_plain_keys_so_checkpoints_load(tmp_path):
         assert all(torch.equal(v, plain.state_dict()[k]) for k, v in module.state_dict().items())
     # weights saved from a net wrapped by torch.compile (the old compile=true) load into the plain net
     wrapped = {k.replace("net.", "net._orig_mod.", 1): v for k, v in plain.state_dict().items()}
-    fresh = RestorationModule(DnCNN(depth=3, width=8))
-    fresh.load_state_dict(wrapped)
-    assert all(torch.equal(v, plain.state_dict()[k]) for k, v in fresh.state_dict().items())
+    torch.save({"state_dict": wrapped}, tmp_path / "wrapped.ckpt")
+    for load in (lambda module: module.load_state_dict(wrapped), lambda module: load_weights(module, tmp_path / "wrapped.ckpt")):
+        fresh = RestorationModule(DnCNN(depth=3, width=8))
+        load(fresh)
+        assert all(torch.equal(v, plain.state_dict()[k]) for k, v in fresh.state_dict().items())
 
 
 def test_onnxruntime_backend_matches_torch():
