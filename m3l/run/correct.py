@@ -103,9 +103,12 @@ def check_same_correction(root: Path, record: dict, overwrite: bool) -> None:
             raise M3LError(f"serializer.root_dir={shown(root)} holds images corrected with other {', '.join(changed)} "
                            f"(see {RECORD} there): pass serializer.overwrite=true to redo them, or another "
                            f"serializer.root_dir")
-    root.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, "w") as f:
-        yaml.safe_dump(record, f, sort_keys=False)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path, "w") as f:
+            yaml.safe_dump(record, f, sort_keys=False)
+    except OSError as error:  # a file where the folder goes, a read-only or full disk
+        raise M3LError(f"serializer.root_dir: cannot create {shown(root)}: {error.strerror or error}") from None
 
 
 def out_of_memory(error: BaseException) -> bool:
