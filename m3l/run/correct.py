@@ -66,8 +66,8 @@ RECORD = ".m3l_correct.yaml"  # in serializer.root_dir: what corrected the image
 
 
 def what_corrects(cfg: DictConfig, weights: str) -> dict:
-    """What makes the outputs what they are: the model, its net, the weights (a file's sha256), the side
-    information, the colour rule and the output format."""
+    """What makes the outputs what they are: the model, the weights (a file's sha256; the net's arguments must fit
+    them), the side information, the colour rule, the output format and the self-ensemble."""
     import hashlib
 
     path = Path(str(weights).removeprefix("pretrained "))
@@ -79,8 +79,7 @@ def what_corrects(cfg: DictConfig, weights: str) -> dict:
         weights = f"sha256:{digest.hexdigest()}"
     plain = lambda key: OmegaConf.to_container(OmegaConf.select(cfg, key), resolve=True) if OmegaConf.select(
         cfg, key) is not None else None
-    return {"model": cfg.get("name"), "weights": str(weights), "net": plain("net"),
-            "side": plain("data.correct_side"), "color_input": OmegaConf.select(cfg, "data.color_input"),
+    return {"model": cfg.get("name"), "weights": str(weights), "side": plain("data.correct_side"), "color_input": OmegaConf.select(cfg, "data.color_input"),
             "format": OmegaConf.select(cfg, "serializer.format"), "ensemble": cfg.get("ensemble")}
 
 
