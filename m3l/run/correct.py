@@ -92,22 +92,27 @@ def check_same_correction(root: Path, record: dict, overwrite: bool) -> None:
     from m3l.errors import shown
 
     path = root / RECORD
-    if path.is_file() and not overwrite:
+    if path.is_file():
         try:
             before = yaml.safe_load(path.read_text())
         except (OSError, yaml.YAMLError):
             before = None
-        if isinstance(before, dict) and before != record:
+        if before == record:
+            return
+        if isinstance(before, dict) and not overwrite:
             changed = [key for key in record if before.get(key) != record[key]]
             raise M3LError(f"serializer.root_dir={shown(root)} holds images corrected with other {', '.join(changed)} "
                            f"(see {RECORD} there): pass serializer.overwrite=true to redo them, or another "
                            f"serializer.root_dir")
     try:
         root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a file where the folder goes, a read-only disk
+        raise M3LError(f"serializer.root_dir: cannot create {shown(root)}: {error.strerror or error}") from None
+    try:
         with atomic_write(path, "w") as f:
             yaml.safe_dump(record, f, sort_keys=False)
-    except OSError as error:  # a file where the folder goes, a read-only or full disk
-        raise M3LError(f"serializer.root_dir: cannot create {shown(root)}: {error.strerror or error}") from None
+    except OSError as error:  # a full disk
+        raise M3LError(f"cannot write {shown(path)}: {error.strerror or error}") from None
 
 
 def out_of_memory(error: BaseException) -> bool:
