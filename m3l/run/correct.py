@@ -83,31 +83,40 @@ def what_corrects(cfg: DictConfig, weights: str) -> dict:
             "format": OmegaConf.select(cfg, "serializer.format"), "ensemble": cfg.get("ensemble")}
 
 
+def recorded(root: Path) -> dict | None:
+    """What corrected the images in ``root`` (its :data:`RECORD`), if anything says."""
+    import yaml
+
+    try:
+        before = yaml.safe_load((root / RECORD).read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return before if isinstance(before, dict) else None
+
+
 def check_same_correction(root: Path, record: dict, overwrite: bool) -> None:
     """Outputs already in ``root`` count as done only if the same weights and settings made them: one line
-    otherwise (a rerun with other weights would silently keep the old images). Records ``record`` there."""
+    otherwise (a rerun with other weights would silently keep the old images)."""
+    from m3l.errors import shown
+
+    before = recorded(root)
+    if before is not None and before != record and not overwrite:
+        changed = [key for key in record if before.get(key) != record[key]]
+        raise M3LError(f"serializer.root_dir={shown(root)} holds images corrected with other {', '.join(changed)} "
+                       f"(see {RECORD} there): pass serializer.overwrite=true to redo them, or another "
+                       f"serializer.root_dir")
+
+
+def record_correction(root: Path, record: dict) -> None:
+    """Write ``record`` as what corrected the images in ``root`` (once some are there; only when it changed)."""
     import yaml
 
     from m3l.atomic import atomic_write
     from m3l.errors import shown
 
     path = root / RECORD
-    if path.is_file():
-        try:
-            before = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError):
-            before = None
-        if before == record:
-            return
-        if isinstance(before, dict) and not overwrite:
-            changed = [key for key in record if before.get(key) != record[key]]
-            raise M3LError(f"serializer.root_dir={shown(root)} holds images corrected with other {', '.join(changed)} "
-                           f"(see {RECORD} there): pass serializer.overwrite=true to redo them, or another "
-                           f"serializer.root_dir")
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as error:  # a file where the folder goes, a read-only disk
-        raise M3LError(f"serializer.root_dir: cannot create {shown(root)}: {error.strerror or error}") from None
+    if recorded(root) == record or not root.is_dir():
+        return
     try:
         with atomic_write(path, "w") as f:
             yaml.safe_dump(record, f, sort_keys=False)
@@ -154,8 +163,9 @@ def correct(cfg: DictConfig) -> None:
     return_freed_memory()
     module, datamodule = build_module(cfg), build_datamodule(cfg)
     weights = load_checkpoint(module, cfg)  # checkpoint=PATH, or the net's pretrained weights
-    if hasattr(serializer, "pending"):
-        check_same_correction(Path(cfg.serializer.root_dir), what_corrects(cfg, weights), serializer.overwrite)
+    record = what_corrects(cfg, weights) if hasattr(serializer, "pending") else None
+    if record is not None:
+        check_same_correction(Path(cfg.serializer.root_dir), record, serializer.overwrite)
     if hasattr(datamodule, "predict_filter") and hasattr(serializer, "pending"):
         datamodule.predict_filter = serializer.pending  # resume: finished outputs are not read again
     trainer = build_trainer(cfg, callbacks=[serializer], logger=False)
@@ -173,6 +183,8 @@ def correct(cfg: DictConfig) -> None:
                 "tile=512 (or smaller): tiled inference, exact when tile_overlap covers the net's receptive field")
         reason = (str(error).splitlines() or [type(error).__name__])[0].rpartition("DefaultCPUAllocator: ")[2]
         raise M3LError(f"data.correct_dir: {image}does not fit in memory ({reason[:120]}); pass {hint}") from None
+    if record is not None and serializer.written:
+        record_correction(Path(cfg.serializer.root_dir), record)
     if not serializer.written and not getattr(serializer, "done", None):
         what = f"{source} could not be read as an image or video" if source.is_file() else f"none of the images in {source} could be read"
         raise M3LError(f"data.correct_dir: {what}")
