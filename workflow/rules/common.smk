@@ -52,8 +52,8 @@ def model_test_sets(model):
     return config["models"][model].get("test_sets") or TEST_SETS
 
 
-# Names become folders under results/: `..` would reach out of results/<model>/ (and delete what is there).
-NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+# Names become folders in the results folder: `..` would reach out of a model's own folder (and delete what is there).
+NAME = re.compile(r"^\w[\w.-]*$", re.ASCII)  # ASCII \w: A-Z a-z 0-9 _
 for _name in [*MODELS, *{d for m in MODELS for d in model_test_sets(m)}]:
     if not NAME.match(str(_name)):
         fail(
