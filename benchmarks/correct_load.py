@@ -109,7 +109,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from m3l.models.dncnn import DnCNN
-    from m3l.restoration import RestorationModule
+    from m3l.engine.restoration import RestorationModule
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="m3l-load-") as tmp:

@@ -4,9 +4,9 @@ convolution), all in one run and pinned to one thread (``torch.set_num_threads(1
 
 Two tables, one CSV (``benchmarks/results/correct_throughput.csv``):
 
-- ``net``: the restoration step of :class:`m3l.restoration.RestorationModule` alone (in this process, timed with
+- ``net``: the restoration step of :class:`m3l.engine.restoration.RestorationModule` alone (in this process, timed with
   the process's CPU time, the first image of each path as warm-up: compile and export times are the ``setup_s``
-  column): ``today`` (the plain net: eager, NCHW, batch norm unfused, what test / correct ran before m3l.fuse),
+  column): ``today`` (the plain net: eager, NCHW, batch norm unfused, what test / correct ran before m3l.engine.fuse),
   ``folded`` (batch norm folded), ``folded+channels_last`` (the default on the CPU), ``compile``
   (``compile=true``), ``backend=onnxruntime``; beside them ``onnxruntime`` (a plain onnxruntime session on m3l's
   ONNX export of the net) and ``peak`` (the plain convolution loop); ``max_diff`` is the largest difference from
@@ -123,7 +123,7 @@ def onnxruntime_session(net: torch.nn.Module, tmp: Path):
     """``run(image)``: a plain onnxruntime session (one thread) on m3l's ONNX export of ``net``."""
     import onnxruntime
 
-    from m3l.export import export_net
+    from m3l.io.export import export_net
 
     export_net(net, tmp / "dncnn.onnx", format="onnx")
     options = onnxruntime.SessionOptions()
@@ -147,7 +147,7 @@ def net_rows(files: list[Path], tmp: Path, repeats: int) -> list[dict]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from test_configs import compose_m3l
 
-    from m3l.imageio import read_image
+    from m3l.io.images import read_image
     from m3l.run.common import build_module
 
     images = [read_image(path)[None] for path in files]

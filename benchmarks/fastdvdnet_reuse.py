@@ -1,7 +1,7 @@
 """FastDVDnet on a whole clip: every window through the net (before) vs each stage-1 output computed once (after).
 
 Restores a ``--frames``-frame noisy clip (ends mirrored, sigma 25 as side input) with
-:class:`m3l.video_restoration.VideoRestorationModule` twice in the same process, alternating: ``reuse=False``
+:class:`m3l.engine.video_restoration.VideoRestorationModule` twice in the same process, alternating: ``reuse=False``
 runs every 5-frame window through ``FastDVDnet.forward`` (its 3 stage-1 blocks each time), ``reuse=True`` goes
 through ``FastDVDnet.forward_clip``. Reports the median seconds of ``--repeats`` runs, frames/s, the speed ratio
 before / after, the largest absolute difference of the outputs, and the peak memory of each path: on CUDA the
@@ -30,7 +30,7 @@ from common import device_name, median, report
 
 def setup(args):
     from m3l.models.video import FastDVDnet
-    from m3l.video_restoration import VideoRestorationModule
+    from m3l.engine.video_restoration import VideoRestorationModule
 
     torch.manual_seed(0)
     module = VideoRestorationModule(FastDVDnet(channels=args.channels)).eval().to(args.device)

@@ -25,7 +25,7 @@ from common import device_name, report
 def one(size: int, tile: int, overlap: int, width: int, device: str) -> dict:
     """Correct one random ``size x size`` image; returns seconds, peak MiB and a checksum of the output."""
     from m3l.models.dncnn import DnCNN
-    from m3l.tiling import tiled
+    from m3l.engine.tiling import tiled
 
     torch.manual_seed(0)
     net = DnCNN(width=width).eval().to(device)

@@ -64,7 +64,7 @@ def m3l_train(steps: int, batch: int, patch: int, workers: int, device: str, pre
     run_m3l("train", "model=dncnn", f"compile={str(compile).lower()}", f"trainer.max_steps={steps}", f"data.patches_per_epoch={steps * batch}",
             f"data.train_batch_size={batch}", f"data.patch_size={patch}", f"data.num_workers={workers}",
             f"trainer.accelerator={accelerator}", f"trainer.precision={precision}",
-            "+callbacks.step_timer._target_=m3l.timing.StepTimer", f"hydra.run.dir={folder}", cwd=folder.parent)
+            "+callbacks.step_timer._target_=m3l.engine.timing.StepTimer", f"hydra.run.dir={folder}", cwd=folder.parent)
     return json.loads((folder / "step_times.json").read_text())
 
 

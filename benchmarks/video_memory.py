@@ -33,7 +33,8 @@ MEASURE = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); 
 
 def make_clip(path: Path, frames: int, height: int, width: int) -> None:
     from m3l.data.deadleaves import dead_leaves
-    from m3l.data.video import ClipWriter, moving_crops
+    from m3l.io.clips import ClipWriter
+    from m3l.data.video import moving_crops
 
     image = torch.from_numpy(dead_leaves(2 * max(height, width), np.random.default_rng(0))[:1].astype(np.float32))
     rng = np.random.RandomState(0)

@@ -41,7 +41,7 @@ SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", "
 METADATA = "m3l.json"
 
 
-# ---- the archive check (m3l/export.py and deploy/correct_exported.py hold the same code: keep them equal) ----
+# ---- the archive check (m3l/io/export.py and deploy/correct_exported.py hold the same code: keep them equal) ----
 # torch.export.load() unpickles whatever an archive marks as pickled (weights, constants, custom and opaque
 # objects, the sample inputs when they do not load with weights_only), parses symbolic shapes with sympy
 # (which evaluates Python) and compiles the guards it records into Python code. A .pt2 is data only when it

@@ -9,7 +9,7 @@ Train, test, correct and deploy image restoration models with PyTorch Lightning,
 Importing m3l is cheap (no torch): it only registers the ``m3l.*`` OmegaConf resolvers.
 """
 
-from m3l import resolvers as _resolvers
+from m3l.run import resolvers as _resolvers
 
 _resolvers.register()
 

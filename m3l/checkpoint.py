@@ -100,7 +100,7 @@ def load_weights(module: nn.Module, path: str | Path) -> dict:
     """Load the weights at ``path`` into ``module``; returns the checkpoint.
 
     Bare weights of the architecture alone (keys without the ``net.`` prefix of
-    :class:`m3l.restoration.RestorationModule`) are accepted too.
+    :class:`m3l.engine.restoration.RestorationModule`) are accepted too.
     """
     checkpoint = read_checkpoint(path)
     try:

@@ -57,7 +57,7 @@ RECORDED = "m3l_sha256.json"  # sha256 of the first download of entries without 
 class Weights:
     """One weights file: where it is, what it fits and what it is known to reach."""
 
-    model: str              # the model config that tests it (configs/model/NAME.yaml: dncnn, dncnn_b, ffdnet, ...)
+    model: str              # the model config that tests it (m3l/configs/model/NAME.yaml: dncnn, dncnn_b, ffdnet, ...)
     variant: str            # which training (sigma25, gray_blind, kair_sigma25, ...)
     url: str
     sha256: str | None      # None: not checked when the entry was written (recorded at the first download)
@@ -310,7 +310,7 @@ def recorded(folder: Path) -> dict:
 
 
 def record(folder: Path, url: str, digest: str) -> None:
-    from m3l.atomic import atomic_write
+    from m3l.io.atomic import atomic_write
 
     known = {**recorded(folder), url: digest}
     with atomic_write(folder / RECORDED, "w") as f:
@@ -536,7 +536,7 @@ def check_net_args(args: dict, cls: type, what: str) -> dict:
 
 
 def model_for(target: str) -> str:
-    """The model config (``configs/model/NAME.yaml``) whose net is ``target`` (one of :func:`known_nets`)."""
+    """The model config (``m3l/configs/model/NAME.yaml``) whose net is ``target`` (one of :func:`known_nets`)."""
     name = known_nets().get(target)
     return f"model={name}" if name else f"a model whose net is {target[:200]}"
 
@@ -728,7 +728,7 @@ def write(converted: Converted, out: str | os.PathLike) -> str:
     ``m3l_target`` (the net's class) and ``m3l_net_args`` (its architecture arguments), plain containers
     that load with ``weights_only=True``.
     """
-    from m3l.atomic import atomic_write
+    from m3l.io.atomic import atomic_write
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -47,7 +47,7 @@ def test_awkward_folder(run_m3l, tmp_path, tiny_checkpoint):
 
 
 def test_outputs_never_leave_root_dir(tmp_path):
-    from m3l.serializer import ImageSerializer
+    from m3l.io.serializer import ImageSerializer
 
     serializer = ImageSerializer(str(tmp_path / "root"))
     for name in ("../escape.png", "/etc/passwd.png", "a/../../b.png", "ok/ünï code.jpg"):

@@ -7,7 +7,7 @@ import torch
 from m3l.checkpoint import load_weights
 from m3l.errors import M3LError
 from m3l.models.dncnn import DnCNN
-from m3l.restoration import RestorationModule
+from m3l.engine.restoration import RestorationModule
 
 
 def module(**kwargs):

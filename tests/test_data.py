@@ -8,7 +8,7 @@ from m3l.data.deadleaves import dead_leaves_set
 from m3l.data.degradations import GaussianNoise
 from m3l.data.image_folders import ImageFolderDataModule
 from m3l.errors import M3LError
-from m3l.imageio import read_image
+from m3l.io.images import read_image
 
 from conftest import write_images
 

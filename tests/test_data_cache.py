@@ -20,7 +20,7 @@ from m3l.data.image_folders import ImageFolderDataModule
 from m3l.data.paired_folders import PairedFolderDataModule
 from m3l.data.video_folders import VideoFolderDataModule
 from m3l.errors import M3LError
-from m3l.imageio import read_image, to_float
+from m3l.io.images import read_image, to_float
 
 
 def images(folder: Path, count: int = 4, mode: str = "L", seed: int = 0) -> list[Path]:
@@ -210,7 +210,7 @@ def clip_set(root: Path) -> dict:
 
 def video_set(root: Path) -> dict:
     pytest.importorskip("av")
-    from m3l.data.video import write_clip
+    from m3l.io.clips import write_clip
 
     generator = torch.Generator().manual_seed(0)
     for clip in range(2):

@@ -113,8 +113,8 @@ def test_correct_folder_keeps_relative_paths_and_sizes(run_m3l, tmp_path, tiny_c
 def test_correct_single_image_matches_the_net(run_m3l, tmp_path, tiny_checkpoint):
     from m3l.checkpoint import load_weights
     from m3l.models.dncnn import DnCNN
-    from m3l.imageio import read_image, to_uint8
-    from m3l.restoration import RestorationModule
+    from m3l.io.images import read_image, to_uint8
+    from m3l.engine.restoration import RestorationModule
 
     (source,) = write_images(tmp_path, {"photo.png": (33, 21)})
     run_m3l("correct", "model=dncnn", "net.depth=3", "net.width=8", f"checkpoint={tiny_checkpoint}",

@@ -1,13 +1,13 @@
-"""ensemble=x8: the geometric self-ensemble of m3l.ensemble, in RestorationModule and through m3l.run.test."""
+"""ensemble=x8: the geometric self-ensemble of m3l.engine.ensemble, in RestorationModule and through m3l.run.test."""
 
 import pandas as pd
 import pytest
 import torch
 from torch import nn
 
-from m3l.ensemble import ensembled, parse
+from m3l.engine.ensemble import ensembled, parse
 from m3l.errors import M3LError
-from m3l.restoration import RestorationModule
+from m3l.engine.restoration import RestorationModule
 
 # The dihedral group of the square written out by hand: (transform, its inverse).
 D4 = [
@@ -83,7 +83,7 @@ def test_video_nets_turn_every_frame_in_both_clip_paths():
     """FastDVDnet on a clip with ensemble=x8: every frame flipped / rotated, in the clip path (forward_clip, one
     sigma a clip) and window by window alike, and equal to the mean of 8 hand-transformed plain passes."""
     from m3l.models.video import FastDVDnet
-    from m3l.video_restoration import VideoRestorationModule
+    from m3l.engine.video_restoration import VideoRestorationModule
 
     torch.manual_seed(0)
     module = VideoRestorationModule(FastDVDnet(channels=1, widths=(4, 8, 8), per_frame=2), windows_per_step=3).eval()

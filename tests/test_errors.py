@@ -141,7 +141,7 @@ def test_value_of_the_wrong_type_says_what_is_expected(run_m3l):
 
 
 def test_override_hints_for_keys_and_types():
-    from m3l.confighints import override_hints
+    from m3l.run.confighints import override_hints
 
     hints = override_hints("test", ["model=dncnn", "net.widht=3", "data.augment=maybe", "net.width=32", "+x=1",
                                     "hydra.run.dir=x", "nett.width=3"])

@@ -17,7 +17,7 @@ from PIL import Image
 from conftest import REPO, write_images
 from m3l.checkpoint import load_weights
 from m3l.errors import M3LError
-from m3l.export import export_net, load_exported
+from m3l.io.export import export_net, load_exported
 from m3l.models.arcnn import ARCNN
 from m3l.models.dncnn import DnCNN
 from m3l.models.drunet import DRUNet
@@ -186,9 +186,9 @@ def test_a_failed_export_suggests_only_what_works(tmp_path):
 
 
 def test_a_file_that_does_not_match_the_net_is_not_kept(tmp_path, monkeypatch):
-    import m3l.export
+    import m3l.io.export
 
-    monkeypatch.setattr(m3l.export, "load_exported", lambda path: (lambda x: x + 1, {}))
+    monkeypatch.setattr(m3l.io.export, "load_exported", lambda path: (lambda x: x + 1, {}))
     with pytest.raises(M3LError, match="another output than the net"):
         export_net(DnCNN(depth=3, width=4), tmp_path / "x.pt", "torchscript")
     assert not (tmp_path / "x.pt").exists()
@@ -237,10 +237,10 @@ def eager(net, side: list[str], inputs) -> torch.Tensor:
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in ZOO])
 def test_every_zoo_net_exports_with_dynamic_height_and_width(name, tmp_path, monkeypatch):
-    import m3l.export
+    import m3l.io.export
 
     loaded = {}  # the file export_net loads back for its check, reused here (torch.export.load takes seconds)
-    monkeypatch.setattr(m3l.export, "load_exported", lambda path: loaded.get(path) or loaded.setdefault(
+    monkeypatch.setattr(m3l.io.export, "load_exported", lambda path: loaded.get(path) or loaded.setdefault(
         path, load_exported(path)))
     net, channels, side = zoo_net(name)
     path = tmp_path / f"{name}.pt2"

@@ -1,4 +1,4 @@
-"""The fast exact path of test / correct (m3l/fuse.py): batch norm folded, channels-last, compile after loading,
+"""The fast exact path of test / correct (m3l/engine/fuse.py): batch norm folded, channels-last, compile after loading,
 onnxruntime; outputs equal to the plain net's within 1e-5, the trained net's weights untouched."""
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def test_folded_batch_norm_gives_the_same_output_and_leaves_the_net_alone(model,
 
 
 def test_fold_batch_norm_folds_each_conv_bn_pair_of_a_copy():
-    from m3l.fuse import fold_batch_norm, plain_copy
+    from m3l.engine.fuse import fold_batch_norm, plain_copy
     from m3l.models.dncnn import DnCNN
 
     net = trained_like(DnCNN(depth=6, width=8)).eval()
@@ -79,7 +79,7 @@ def test_compile_keeps_plain_keys_so_checkpoints_load(tmp_path):
     did not load, and training wrote checkpoints that a plain net could not load."""
     from m3l.checkpoint import load_weights
     from m3l.models.dncnn import DnCNN
-    from m3l.restoration import RestorationModule
+    from m3l.engine.restoration import RestorationModule
     from m3l.run.common import build_module
 
     plain = trained_like(RestorationModule(DnCNN(depth=3, width=8)))

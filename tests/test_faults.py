@@ -215,7 +215,7 @@ def test_benchmark_table_rule_killed_mid_write_then_rerun(m3l_env, tmp_path, hoo
 
 
 def test_atomic_write_keeps_the_earlier_file_on_error_and_clears_leftovers(tmp_path):
-    from m3l.atomic import atomic_write, remove_temporaries, temporaries as leftovers
+    from m3l.io.atomic import atomic_write, remove_temporaries, temporaries as leftovers
 
     path = tmp_path / "table.csv"
     path.write_text("complete,earlier\n")

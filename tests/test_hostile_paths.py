@@ -81,7 +81,7 @@ def test_inputs_that_differ_only_by_extension_are_refused_up_front(run_m3l, tmp_
 
 def test_clips_that_differ_only_by_extension_are_refused(tmp_path):
     from m3l.errors import M3LError
-    from m3l.video_serializer import VideoSerializer
+    from m3l.io.video_serializer import VideoSerializer
 
     serializer = VideoSerializer(str(tmp_path / "out"))
     with pytest.raises(M3LError, match=r"a\.mp4 and a\.avi would be written to the same a\.mkv"):
@@ -106,7 +106,7 @@ def test_a_symbolic_link_inside_root_dir_cannot_send_outputs_outside(run_m3l, tm
 def test_outputs_are_checked_again_just_before_each_write(tmp_path):
     """A link made after the up-front check (while correcting) is caught when the image is written."""
     from m3l.errors import M3LError
-    from m3l.serializer import ImageSerializer
+    from m3l.io.serializer import ImageSerializer
 
     serializer = ImageSerializer(str(tmp_path / "out"))
     assert serializer.pending(["sub/x.png"]) == ["sub/x.png"]
@@ -173,8 +173,8 @@ def test_an_image_too_large_for_memory_says_to_use_tile(m3l_env, tmp_path):
 # -- checkpoints (item 9) -----------------------------------------------------------------------------
 
 def test_a_checkpoint_save_that_fails_keeps_the_earlier_checkpoint_and_names_it(tmp_path, monkeypatch):
-    import m3l.callbacks
-    from m3l.callbacks import AtomicCheckpointIO
+    import m3l.engine.callbacks
+    from m3l.engine.callbacks import AtomicCheckpointIO
 
     target = tmp_path / "checkpoints" / "last.ckpt"
     writer = AtomicCheckpointIO()
@@ -184,7 +184,7 @@ def test_a_checkpoint_save_that_fails_keeps_the_earlier_checkpoint_and_names_it(
     def full_disk(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(m3l.callbacks.os, "fsync", full_disk)
+    monkeypatch.setattr(m3l.engine.callbacks.os, "fsync", full_disk)
     with pytest.raises(OSError) as failure:
         writer.save_checkpoint({"epoch": 2, "state_dict": {"w": torch.zeros(1000)}}, target)
     assert failure.value.errno == errno.ENOSPC and failure.value.filename == str(target)
@@ -196,7 +196,7 @@ def test_a_checkpoint_save_that_fails_keeps_the_earlier_checkpoint_and_names_it(
 def test_train_saves_through_the_atomic_writer():
     from pytorch_lightning import Trainer
 
-    from m3l.callbacks import AtomicCheckpointIO, use_atomic_checkpoints
+    from m3l.engine.callbacks import AtomicCheckpointIO, use_atomic_checkpoints
 
     trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
     use_atomic_checkpoints(trainer)
@@ -299,7 +299,7 @@ def sixteen_bit_pgm(path: Path, values: np.ndarray) -> None:
 
 
 def test_a_16_bit_pgm_reads_as_16_bit():
-    from m3l.imageio import read_image
+    from m3l.io.images import read_image
 
     ramp = np.arange(0, 65536, 257, dtype=np.uint16).reshape(16, 16)
     path = Path(os.environ.get("TMPDIR", "/tmp")) / f"m3l_ramp_{os.getpid()}.pgm"

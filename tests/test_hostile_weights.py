@@ -200,7 +200,7 @@ def test_arguments_that_would_allocate_more_than_the_file_holds_are_refused_befo
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> Path:
-    from m3l.export import export_net
+    from m3l.io.export import export_net
 
     path = tmp_path_factory.mktemp("exported") / "dncnn.pt2"
     torch.manual_seed(0)
@@ -279,7 +279,7 @@ def test_a_tampered_pt2_is_refused_before_torch_loads_it(exported, tmp_path, env
     path = pt2_variants(exported, tmp_path, marker)[variant]
     line = refused(deploy(path), tmp_path, path.name, marker, env)
     assert "refused" in line
-    from m3l.export import load_exported
+    from m3l.io.export import load_exported
 
     with pytest.raises(M3LError, match=re.escape(path.name)):
         load_exported(path)
@@ -288,7 +288,7 @@ def test_a_tampered_pt2_is_refused_before_torch_loads_it(exported, tmp_path, env
 
 @pytest.mark.slow
 def test_the_pt2_check_passes_m3l_exports_and_is_the_same_in_the_runner(exported, tmp_path, env):
-    from m3l.export import archive_problem
+    from m3l.io.export import archive_problem
 
     assert archive_problem(exported.read_bytes()) is None
     rewritten = rewrite(exported, tmp_path / "rewritten.pt2", lambda files: None)  # the same files, rezipped

@@ -2,8 +2,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from m3l.imageio import list_images, write_png
-from m3l import metrics
+from m3l.io.images import list_images, write_png
+from m3l.engine import metrics
 
 
 def test_write_png_rounds_and_leaves_no_temporary_file(tmp_path):

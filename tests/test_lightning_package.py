@@ -1,4 +1,4 @@
-"""m3l.lightning_package: a ``lightning.pytorch`` module or data module, given a class that is also
+"""m3l.engine.lightning_package: a ``lightning.pytorch`` module or data module, given a class that is also
 ``pytorch_lightning``'s (the own-model route runs it end to end: tests/test_own_model.py)."""
 
 import copy
@@ -8,7 +8,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from m3l.lightning_package import as_pytorch_lightning
+from m3l.engine.lightning_package import as_pytorch_lightning
 
 L = pytest.importorskip("lightning.pytorch")
 

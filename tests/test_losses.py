@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from m3l.losses import PSNRLoss
+from m3l.engine.losses import PSNRLoss
 
 
 def test_psnr_loss_is_the_negative_mean_psnr_per_image():

@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy.signal import convolve2d
 
-from m3l import metrics
+from m3l.engine import metrics
 
 
 def test_y_channel_is_matlab_rgb2ycbcr():

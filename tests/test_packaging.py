@@ -1,5 +1,5 @@
-"""Packaging: the zoo, data modules and configs install inside the m3l namespace, for wheels as for editable
-installs; the core trains, tests and corrects without any extra, and a missing extra is one line naming the
+"""Packaging: one package whose folders are its import paths (m3l/models is m3l.models), for wheels as for
+editable installs; the core trains, tests and corrects without any extra, and a missing extra is one line naming the
 ``pip install "m3l[EXTRA]"`` to run."""
 
 import re
@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tomllib
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -121,7 +122,8 @@ def test_workflow_figures_without_matplotlib_name_the_workflow_extra(monkeypatch
 
 
 def test_video_files_without_pyav_name_the_video_extra(monkeypatch, tmp_path):
-    from m3l.data.video import Clip, ClipWriter, H264, iter_frames
+    from m3l.io.clips import Clip, ClipWriter, iter_frames
+    from m3l.data.video import H264
     from m3l.data.video_folders import _clips
 
     (tmp_path / "clips").mkdir()
@@ -153,19 +155,18 @@ def test_wheel_holds_everything_under_m3l(tmp_path):
                      "hydra_plugins/m3l_searchpath/m3l_searchpath.py"):
         assert expected in names
     assert "hydra_plugins/__init__.py" not in names  # a namespace shared with other Hydra plugins
-    # every module of the checkout, under its installed name (a package left out of the list loses its commands)
-    installed = {"models": "m3l/models", "data": "m3l/data", "configs": "m3l/configs", "m3l": "m3l",
-                 "hydra_plugins": "hydra_plugins"}
-    for top, inside in installed.items():
-        for module in (REPO / top).rglob("*.py"):
-            if "__pycache__" not in module.parts and (module.parent / "__init__.py").exists():
-                assert f"{inside}/{module.relative_to(REPO / top).as_posix()}" in names, module
+    # every module and config of the checkout, at the same path (a folder left out loses its commands)
+    for top in ("m3l", "hydra_plugins"):
+        for module in [*(REPO / top).rglob("*.py"), *(REPO / top).rglob("*.yaml")]:
+            if "__pycache__" not in module.parts:
+                assert module.relative_to(REPO).as_posix() in names, module
 
 
 def test_installed_modules_resolve_to_the_repository_folders():
+    """The folders are the import paths: m3l.models is m3l/models of this checkout, and so on."""
     import m3l.configs
     import m3l.data
     import m3l.models
 
-    assert m3l.models.__path__[0].endswith("models") and "m3l" not in m3l.models.__path__[0][len(str(REPO)):]
-    assert {p.split("/")[-1] for p in (m3l.data.__path__[0], m3l.configs.__path__[0])} == {"data", "configs"}
+    for package, folder in ((m3l.models, "models"), (m3l.data, "data"), (m3l.configs, "configs")):
+        assert Path(package.__path__[0]).resolve() == (REPO / "m3l" / folder).resolve()

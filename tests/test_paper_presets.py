@@ -1,4 +1,4 @@
-"""preset=paper picks each model's own published protocol (configs/protocol/paper/<model>.yaml)."""
+"""preset=paper picks each model's own published protocol (m3l/configs/protocol/paper/<model>.yaml)."""
 
 import pandas as pd
 import pytest
@@ -49,7 +49,7 @@ def test_paper_preset_is_the_models_own_protocol(model):
 
 def test_restormer_keeps_the_lr_for_92k_iterations_then_anneals_over_208k():
     _, cfg = compose_train(["model=restormer", "data=paired", "preset=paper", "data_root=/s"])
-    assert cfg.scheduler._target_ == "m3l.schedules.constant_then_cosine"
+    assert cfg.scheduler._target_ == "m3l.engine.schedules.constant_then_cosine"
     assert (cfg.scheduler.constant, cfg.scheduler.T_max, cfg.scheduler.eta_min) == (92000, 208000, 1e-6)
     assert cfg.trainer.gradient_clip_val == 0.01
 

@@ -27,7 +27,7 @@ def test_replay_dry_run_names_what_differs(m3l_env, tmp_path):
 
 @pytest.mark.slow
 def test_a_result_rebuilds_byte_for_byte_in_a_fresh_clone_at_its_commit(run_m3l, m3l_env, tmp_path, tiny_checkpoint):
-    from m3l.runinfo import git_state
+    from m3l.run.runinfo import git_state
 
     state = git_state(REPO)
     if state is None:

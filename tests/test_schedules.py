@@ -1,11 +1,11 @@
-"""Published protocols' learning-rate schedules (m3l/schedules.py)."""
+"""Published protocols' learning-rate schedules (m3l/engine/schedules.py)."""
 
 import math
 
 import pytest
 import torch
 
-from m3l.schedules import constant_then_cosine
+from m3l.engine.schedules import constant_then_cosine
 
 
 def test_constant_then_cosine_is_restormers_two_cycles():

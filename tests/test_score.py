@@ -25,9 +25,9 @@ def check_x8(checkpoint, source, written):
     import torch
 
     from m3l.checkpoint import load_weights
-    from m3l.imageio import read_image, to_uint8
+    from m3l.io.images import read_image, to_uint8
     from m3l.models.dncnn import DnCNN
-    from m3l.restoration import RestorationModule
+    from m3l.engine.restoration import RestorationModule
     from test_ensemble import D4
 
     module = RestorationModule(DnCNN(depth=3, width=8)).eval()
@@ -86,8 +86,8 @@ def config(tmp_path, **keys):
 def test_rgb_with_y_channel_crop_and_psnrb_uses_m3l_metrics(tmp_path):
     import torch
 
-    from m3l import metrics
-    from m3l.imageio import read_image
+    from m3l.engine import metrics
+    from m3l.io.images import read_image
     from m3l.run.score import score
 
     write_images(tmp_path / "clean", {"c.png": (24, 16)}, mode="RGB", seed=1)

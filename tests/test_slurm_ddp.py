@@ -73,7 +73,7 @@ def sampled(rows: list, world: int) -> list[list]:
 
 @pytest.mark.parametrize("world", [2, 3, 4])
 def test_gathered_rows_are_the_single_process_rows(world, monkeypatch):
-    import m3l.distributed as distributed
+    import m3l.engine.distributed as distributed
 
     loaders = [[{"dataset": "three", "degradation": "sigma25", "image": f"{n}.png", "psnr": float(i)}
                 for i, n in enumerate("abc")],
@@ -95,7 +95,7 @@ def test_gathered_rows_are_the_single_process_rows(world, monkeypatch):
 def test_only_rank_zero_writes_run_yaml(tmp_path, monkeypatch):
     from lightning_fabric.utilities.rank_zero import rank_zero_only
 
-    from m3l.runinfo import write_run_info
+    from m3l.run.runinfo import write_run_info
 
     monkeypatch.setattr(rank_zero_only, "rank", 1)
     assert write_run_info({"command": "x"}, tmp_path / "run") == tmp_path / "run" / "run.yaml"

@@ -2,7 +2,7 @@ import re
 
 import pandas as pd
 
-from m3l.tables import benchmark, benchmark_html, benchmark_markdown, input_summary, published_html, summarize
+from m3l.io.tables import benchmark, benchmark_html, benchmark_markdown, input_summary, published_html, summarize
 
 
 def test_summary_means_per_set_and_degradation_with_psnrb():

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from m3l.models.dncnn import DnCNN
-from m3l.tiling import tiled
+from m3l.engine.tiling import tiled
 
 
 @pytest.fixture(scope="module")

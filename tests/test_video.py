@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from m3l.data.degradations import GaussianNoise
-from m3l.data.video import (H264, Clip, degrade_clip, frame_rate, list_clips, moving_crops, read_clip, reflect_index,
-                            write_clip)
+from m3l.io.clips import Clip, frame_rate, list_clips, read_clip, write_clip
+from m3l.data.video import H264, degrade_clip, moving_crops, reflect_index
 from m3l.data.video_folders import StreamedClips, collate_chunk
 from m3l.models.dncnn import DnCNN
 from m3l.models.video import FastDVDnet, PerFrame
-from m3l.video_restoration import VideoRestorationModule
+from m3l.engine.video_restoration import VideoRestorationModule
 
 
 def random_clip(frames=6, channels=1, height=20, width=24, seed=0) -> torch.Tensor:
@@ -141,7 +141,7 @@ def test_video_model_configs_train_a_step_on_the_embedded_clips(model, small, tm
 
 
 def test_a_clip_that_breaks_midway_leaves_no_output(tmp_path):
-    from m3l.video_serializer import VideoSerializer
+    from m3l.io.video_serializer import VideoSerializer
 
     write_clip(random_clip(9), tmp_path / "in" / "good")
     write_clip(random_clip(9), tmp_path / "in" / "torn")

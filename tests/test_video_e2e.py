@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
-from m3l.data.video import Clip, frame_rate, moving_crops, read_clip, write_clip
+from m3l.io.clips import Clip, frame_rate, read_clip, write_clip
+
+from m3l.data.video import moving_crops
 
 TINY_VIDEO = [
     "net.widths=[4,8,8]", "net.per_frame=2", "trainer.max_epochs=1", "data.crops_per_epoch=8",

@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 
 from m3l.data.standard_sets import SETS
-from m3l.data.video import write_clip
+from m3l.io.clips import write_clip
 from m3l.run.common import register_search_path
 
 

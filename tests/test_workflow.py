@@ -148,16 +148,14 @@ def test_snakefmt_check_is_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_dry_run_of_the_full_benchmark_is_quick(m3l_env, tmp_path):
+def test_dry_run_of_the_full_benchmark_plans_every_job(m3l_env, tmp_path):
+    """Twelve models plan their five jobs each (how long the plan takes: benchmarks/workflow_dryrun.py)."""
     models = {f"net{i}": {"model": "dncnn", "overrides": [f"net.width={8 + i}"]} for i in range(12)}
     workflow_config(tmp_path, models, preset="default", test_sets=None)
-    start = time.perf_counter()
     result = snakemake(tmp_path, m3l_env, "--dry-run")
-    elapsed = time.perf_counter() - start
     jobs = planned_jobs(result.stdout)
     assert len(jobs) == 12 * 5 + 2  # train, test, degrade, correct, examples per model; benchmark, all
     assert ("correct", "net11") in jobs and ("benchmark", None) in jobs
-    assert elapsed < 3, f"dry run took {elapsed:.1f} s"
 
 
 def test_default_target_of_the_repository_config(m3l_env, tmp_path):

@@ -13,7 +13,7 @@ import yaml
 from test_layouts import dncnn_layers, write_mat
 from test_workflow import CONFIG, planned_jobs, snakemake, workflow_config
 
-from m3l.tables import published_markdown
+from m3l.io.tables import published_markdown
 
 
 def test_published_preset_converts_the_weights_instead_of_training(m3l_env, tmp_path):

@@ -12,7 +12,7 @@ from m3l.models.ffdnet import FFDNet
 from m3l.models.identity import Identity
 from m3l.models.nafnet import NAFNet, local_mean
 from m3l.models.restormer import Restormer
-from m3l.restoration import RestorationModule
+from m3l.engine.restoration import RestorationModule
 
 
 def n_params(net):

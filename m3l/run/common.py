@@ -55,7 +55,7 @@ def entry(task: Callable[[DictConfig], Any], config_name: str, model: bool = Tru
             return main()
         except SystemExit as exit:  # Hydra's own report (exit status 1): add what it leaves out on typos
             if exit.code == 1:
-                from m3l.confighints import override_hints
+                from m3l.run.confighints import override_hints
 
                 for hint in override_hints(config_name, sys.argv[1:]):
                     print(f"m3l {config_name}: {hint}", file=sys.stderr)
@@ -114,7 +114,7 @@ PLUGIN_OVERRIDES = (
 def require_plugins(overrides: list[str]) -> None:
     """The Hydra launcher or sweeper that an override switches on (``cluster=NAME``: submitit,
     ``hparams_search=NAME``: Optuna) must be installed, else one line names its extra."""
-    from m3l.extras import require as require_extra
+    from m3l.run.extras import require as require_extra
 
     for override in overrides:
         key, equals, value = override.partition("=")
@@ -176,7 +176,7 @@ def run(task: Callable[[DictConfig], Any], cfg: DictConfig, name: str, model: bo
     from hydra.core.hydra_config import HydraConfig
 
     from m3l.run.precedence import conflicts, keep_nulls, user_wins
-    from m3l.runinfo import run_info, write_run_info
+    from m3l.run.runinfo import run_info, write_run_info
 
     try:
         if model and cfg.get("net") is None:
@@ -209,7 +209,7 @@ def run(task: Callable[[DictConfig], Any], cfg: DictConfig, name: str, model: bo
               f"({fix})", file=sys.stderr)
         raise SystemExit(2) from None
     except Exception:  # deep in a library: when an override has the wrong type, say that instead of a traceback
-        from m3l.confighints import override_hints
+        from m3l.run.confighints import override_hints
 
         hints = [] if os.environ.get("M3L_DEBUG") else override_hints(name, sys.argv[1:])
         if not hints:
@@ -263,7 +263,7 @@ def require_protocol(choices) -> None:
     preset, model = choices.get("preset"), choices.get("model")
     protocols = available(f"protocol/{preset}") if preset else []
     if protocols and model not in protocols:
-        raise M3LError(f"preset={preset} has no protocol for model={model} (configs/protocol/{preset}/ has "
+        raise M3LError(f"preset={preset} has no protocol for model={model} (m3l/configs/protocol/{preset}/ has "
                        f"{', '.join(protocols)}): write one as ~/.config/m3l/protocol/{preset}/{model}.yaml")
 
 
@@ -282,9 +282,9 @@ def build_module(cfg: DictConfig):
     from torch import nn
 
     from m3l.hub import build_net
-    from m3l.lightning_package import as_pytorch_lightning
-    from m3l.restoration import RestorationModule
-    from m3l.video_restoration import VideoRestorationModule
+    from m3l.engine.lightning_package import as_pytorch_lightning
+    from m3l.engine.restoration import RestorationModule
+    from m3l.engine.video_restoration import VideoRestorationModule
 
     # net.pretrained=true|NAME|PATH (see m3l.hub): a file's architecture arguments reach the net as plain arguments
     net = build_net(OmegaConf.to_container(cfg.net, resolve=True), cfg.get("name"))
@@ -304,16 +304,16 @@ def build_module(cfg: DictConfig):
 def apply_speed_options(module, cfg: DictConfig):
     """``channels_last``, ``fold_batch_norm``, ``compile``, ``backend``, ``tile`` and ``ensemble`` from the config
     (all but the first two need a RestorationModule, whose test and predict steps then run the fast exact path of
-    :mod:`m3l.fuse` on a copy of the net: batch norm folded, channels-last where it helps, compiled or run in
+    :mod:`m3l.engine.fuse` on a copy of the net: batch norm folded, channels-last where it helps, compiled or run in
     onnxruntime).
 
     ``channels_last=true`` puts the whole module (training too) in NHWC; ``auto`` only the inference copy, on the
     CPU. ``compile=true`` compiles the net in place (``nn.Module.compile``), so its weights keep their plain keys:
     checkpoints load into it and the checkpoints it writes load anywhere; testing and correcting compile the
     inference copy, after the weights are loaded."""
-    from m3l.ensemble import parse
-    from m3l.fuse import check_options
-    from m3l.restoration import RestorationModule
+    from m3l.engine.ensemble import parse
+    from m3l.engine.fuse import check_options
+    from m3l.engine.restoration import RestorationModule
 
     channels_last, backend = cfg.get("channels_last", False), cfg.get("backend") or "torch"
     check_options(channels_last, backend)
@@ -368,7 +368,7 @@ def load_checkpoint(module, cfg: DictConfig) -> str:
 def build_datamodule(cfg: DictConfig):
     from hydra.utils import instantiate
 
-    from m3l.lightning_package import as_pytorch_lightning
+    from m3l.engine.lightning_package import as_pytorch_lightning
 
     return as_pytorch_lightning(instantiate(cfg.data, _convert_="all"))
 
@@ -382,7 +382,7 @@ def build_logger(cfg: DictConfig):
     not installed (wandb, tensorboard) stops with the ``pip install`` line."""
     from hydra.utils import instantiate
 
-    from m3l.extras import require as require_extra
+    from m3l.run.extras import require as require_extra
 
     if cfg.get("logger") is None:
         return False
@@ -396,7 +396,7 @@ def build_logger(cfg: DictConfig):
 def trainer_side(config: DictConfig):
     """A trainer, logger or callback config as plain containers, resolved, its ``lightning.pytorch.X`` targets read
     as ``pytorch_lightning.X`` (configs copied from lightning-hydra-template run on m3l's Trainer)."""
-    from m3l.lightning_package import pytorch_lightning_targets
+    from m3l.engine.lightning_package import pytorch_lightning_targets
 
     return pytorch_lightning_targets(OmegaConf.to_container(config, resolve=True))
 
@@ -409,13 +409,13 @@ def build_trainer(cfg: DictConfig, callbacks=(), logger=None):
     gpus = kwargs.pop("gpus", None)
     if gpus not in (None, "???"):
         kwargs.update(accelerator="gpu", devices=gpus)
-    from m3l.callbacks import logger_callbacks
+    from m3l.engine.callbacks import logger_callbacks
 
     logger = build_logger(cfg) if logger is None else logger
     if kwargs.get("enable_progress_bar", True) and not sys.stdout.isatty():
         kwargs["enable_progress_bar"] = False  # a bar in a log file (nohup, sbatch, CI) is noise: progress lines
     if not kwargs.get("enable_progress_bar", True) and cfg.get("progress_every") is not None:
-        from m3l.callbacks import ProgressLines
+        from m3l.engine.callbacks import ProgressLines
 
         callbacks = [*callbacks, ProgressLines(float(cfg.progress_every))]
     return instantiate(kwargs, callbacks=[*callbacks, *logger_callbacks(logger)], logger=logger)

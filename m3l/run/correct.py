@@ -2,7 +2,7 @@
 serializer.root_dir=OUT``.
 
 ``IN`` is a folder (searched recursively) or a single image; for video models (``model=fastdvdnet``), a
-folder of clips (frame folders, video files) or one video file, written back as clips (m3l.video_serializer).
+folder of clips (frame folders, video files) or one video file, written back as clips (m3l.io.video_serializer).
 The data module's
 ``predict_dataloader`` reads it; the serializer (a Lightning prediction writer) writes each restored
 image under ``OUT`` as soon as its batch is done, keeping its relative path and name (as ``.png``).
@@ -111,7 +111,7 @@ def record_correction(root: Path, record: dict) -> None:
     """Write ``record`` as what corrected the images in ``root`` (once some are there; only when it changed)."""
     import yaml
 
-    from m3l.atomic import atomic_write
+    from m3l.io.atomic import atomic_write
     from m3l.errors import shown
 
     path = root / RECORD
@@ -138,8 +138,8 @@ def out_of_memory(error: BaseException) -> bool:
 def correct(cfg: DictConfig) -> None:
     from hydra.utils import instantiate
 
-    from m3l.data.video import is_video
-    from m3l.imageio import list_images
+    from m3l.io.clips import is_video
+    from m3l.io.images import list_images
     from m3l.errors import shown
 
     require(cfg, "data.correct_dir")

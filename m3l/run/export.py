@@ -2,7 +2,7 @@
 [format=export|onnx|torchscript]``.
 
 Builds ``net`` from the config (so ``net.*`` overrides apply), loads the checkpoint's weights and writes
-one file that runs without m3l (see :mod:`m3l.export`): ``format=export`` (the default, ``torch.export``,
+one file that runs without m3l (see :mod:`m3l.io.export`): ``format=export`` (the default, ``torch.export``,
 a ``.pt2`` archive), ``format=onnx`` (an ONNX model, checked with onnxruntime) or ``format=torchscript``
 (deprecated since torch 2.13). Height, width and batch stay dynamic; the file is checked against the
 checkpoint on another image size before it is kept. ``deploy/correct_exported.py`` corrects a folder
@@ -34,8 +34,8 @@ def weights_record(cfg: DictConfig, weights: str) -> str:
 
 def export(cfg: DictConfig) -> str:
     import m3l
-    from m3l.export import export_net
-    from m3l.restoration import RestorationModule
+    from m3l.io.export import export_net
+    from m3l.engine.restoration import RestorationModule
 
     require(cfg, "out")
     module = build_module(cfg)

@@ -32,7 +32,7 @@ def model_rows() -> list[tuple[str, ...]]:
         for name in sorted(GlobalHydra.instance().config_loader().get_group_options("model")):
             source = repository.load_config(f"model/{name}")
             folder = source.path.removeprefix("file://")  # a user folder; pkg://m3l.configs: the built-in ones
-            where = f"configs/model/{name}.yaml" if folder.startswith("pkg://") else f"{folder}/model/{name}.yaml"
+            where = f"m3l/configs/model/{name}.yaml" if folder.startswith("pkg://") else f"{folder}/model/{name}.yaml"
             weights = str(sum(w.model == name for w in WEIGHTS.values()) or "-")
             try:
                 cfg = compose("test", overrides=[f"model={name}"], return_hydra_config=True)

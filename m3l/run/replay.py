@@ -1,6 +1,6 @@
 """Rerun a recorded run: ``python -m m3l.run.replay RESULT/run.yaml [--dry-run]``.
 
-Every run directory holds ``run.yaml`` (see :mod:`m3l.runinfo`): the exact command, the resolved
+Every run directory holds ``run.yaml`` (see :mod:`m3l.run.runinfo`): the exact command, the resolved
 config, the package versions and the git commit of m3l. ``replay`` says how this installation differs
 from the record (the m3l commit, a working tree that had uncommitted changes, package versions), then
 runs the recorded command in the current folder, so relative paths in it (``hydra.run.dir=...``)
@@ -72,7 +72,7 @@ def confirmed(prompt: str) -> bool:
 
 def differences(info: dict) -> list[str]:
     """How this installation differs from the one that made the record ``info``."""
-    from m3l.runinfo import git_state, versions
+    from m3l.run.runinfo import git_state, versions
 
     notes = []
     git = info.get("git")

@@ -2,10 +2,10 @@
 
 Each clean image (searched recursively) is matched with the restored image of the same relative name, any image
 extension (``sub/a.png`` with ``sub/a.jpg``: what ``m3l.run.correct`` and most methods write), and measured as
-``m3l.run.test`` measures (:mod:`m3l.metrics`, the same ``metrics.*`` keys: ``psnrb``, ``y_channel``,
+``m3l.run.test`` measures (:mod:`m3l.engine.metrics`, the same ``metrics.*`` keys: ``psnrb``, ``y_channel``,
 ``crop_border``). Writes the same two tables as the test: ``per_image_csv`` (one row per image; ``*_input`` columns
 when ``degraded_dir`` is given) and ``metrics_csv`` (the mean row: dataset, degradation, n_images, psnr, ssim),
-so :mod:`m3l.tables` aggregates them with m3l's own results, and prints the summary.
+so :mod:`m3l.io.tables` aggregates them with m3l's own results, and prints the summary.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
 def names(key: str, folder: str) -> dict[str, Path]:
     """``{relative name without extension: image}`` of ``folder``; one line if it is no folder of images or two
     of its images differ only by extension."""
-    from m3l.imageio import list_images
+    from m3l.io.images import list_images
 
     root = Path(folder)
     if not root.is_dir():
@@ -82,7 +82,7 @@ def read(path: Path, channels: int):
     """``(1, C, H, W)`` in [0, 1]; one line naming the file if it cannot be read."""
     from PIL import Image
 
-    from m3l.imageio import read_image
+    from m3l.io.images import read_image
 
     try:
         return read_image(path, channels)[None]
@@ -118,10 +118,10 @@ def check_crop(path: Path, height: int, width: int, crop: int) -> None:
 def score(cfg: DictConfig) -> None:
     import pandas as pd
 
-    from m3l.metrics import evaluate, protocol
+    from m3l.engine.metrics import evaluate, protocol
     from m3l.run.common import require
     from m3l.run.test import print_table
-    from m3l.tables import summarize, write_csv
+    from m3l.io.tables import summarize, write_csv
 
     require(cfg, "clean_dir", "restored_dir")
     if cfg.channels not in (None, 1, 3):

@@ -6,7 +6,7 @@ every test set x degradation of the data module, prints the table and writes two
 and ``per_image_csv`` (one row per image). Both default to the run directory.
 
 On several ranks (``trainer.devices=N``, or N Slurm tasks) each rank tests a share of the images; their rows are
-gathered (:func:`m3l.distributed.gather_rows`, the images the sampler repeated counted once), so the tables are
+gathered (:func:`m3l.engine.distributed.gather_rows`, the images the sampler repeated counted once), so the tables are
 exactly the single-process ones, and global rank 0 alone prints and writes them.
 """
 
@@ -33,8 +33,8 @@ def print_table(summary, title: str) -> None:
 def test(cfg: DictConfig) -> None:
     import pandas as pd
 
-    from m3l.restoration import RestorationModule
-    from m3l.tables import summarize, write_csv
+    from m3l.engine.restoration import RestorationModule
+    from m3l.io.tables import summarize, write_csv
 
     module, datamodule = build_module(cfg), build_datamodule(cfg)
     weights = load_checkpoint(module, cfg)  # checkpoint=PATH, or the net's pretrained weights

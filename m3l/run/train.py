@@ -4,7 +4,7 @@ Keeps ``checkpoints/best.ckpt`` (best validation PSNR) and ``checkpoints/last.ck
 directory. ``checkpoint_out=PATH`` also copies the best checkpoint to exactly PATH; ``resume=PATH``
 (or ``resume=auto``: the run directory's ``last.ckpt``, else the newest one of an earlier run of the same model
 and settings, see :func:`latest_run`) continues an interrupted run. Checkpoints are written atomically beside
-their target (:class:`m3l.callbacks.AtomicCheckpointIO`); ``resume=auto`` skips, with one line each, checkpoints
+their target (:class:`m3l.engine.callbacks.AtomicCheckpointIO`); ``resume=auto`` skips, with one line each, checkpoints
 that do not load (cut by a full disk or a kill) and takes the newest good one; a ``resume=PATH`` that does not load
 is one line.
 Returns ``optimized_metric`` (best validation PSNR by default) for Hydra sweepers such as Optuna.
@@ -127,8 +127,8 @@ def resume_path(cfg: DictConfig) -> str | None:
 
 
 def copy_atomic(source: str | Path, target: str | Path) -> None:
-    """Copy ``source`` to ``target`` through a temporary file beside it (see :mod:`m3l.atomic`)."""
-    from m3l.atomic import discard, temporary
+    """Copy ``source`` to ``target`` through a temporary file beside it (see :mod:`m3l.io.atomic`)."""
+    from m3l.io.atomic import discard, temporary
 
     tmp = temporary(target)
     try:
@@ -142,8 +142,8 @@ def copy_atomic(source: str | Path, target: str | Path) -> None:
 def train(cfg: DictConfig) -> float | None:
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    from m3l.callbacks import StoreConfig, use_atomic_checkpoints
-    from m3l.distributed import SeedRanks, requeue_safely, restarted_by_slurm
+    from m3l.engine.callbacks import StoreConfig, use_atomic_checkpoints
+    from m3l.engine.distributed import SeedRanks, requeue_safely, restarted_by_slurm
 
     if cfg.resume is None and restarted_by_slurm():  # a requeued Slurm job continues in its run folder
         cfg.resume = "auto"

@@ -6,10 +6,10 @@ import sys
 
 import pandas as pd
 
-from m3l.atomic import atomic_write, remove_temporaries
-from m3l.extras import require
+from m3l.io.atomic import atomic_write, remove_temporaries
+from m3l.run.extras import require
 from m3l.hub import WEIGHTS
-from m3l.tables import (INPUT_ROW, benchmark, benchmark_html, benchmark_markdown, input_summary, published_html,
+from m3l.io.tables import (INPUT_ROW, benchmark, benchmark_html, benchmark_markdown, input_summary, published_html,
                         published_markdown, write_csv)
 
 matplotlib = require("matplotlib", "workflow", "the workflow's benchmark plot")

@@ -10,11 +10,11 @@ from hydra import initialize_config_module
 from hydra.utils import instantiate
 
 import m3l  # noqa: F401  (registers the m3l.* config resolvers)
-from m3l.atomic import atomic_write
+from m3l.io.atomic import atomic_write
 from m3l.data.datasets import SIDE_FILE
 from m3l.data.degradations import SIDE_SCALE
-from m3l.data.video import is_video, write_clip
-from m3l.imageio import write_png
+from m3l.io.clips import is_video, write_clip
+from m3l.io.images import write_png
 from m3l.run.common import register_search_path
 from m3l.run.precedence import compose_as_run
 

@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from m3l.atomic import atomic_write
-from m3l.extras import require
+from m3l.io.atomic import atomic_write
+from m3l.run.extras import require
 
 matplotlib = require("matplotlib", "workflow", "the workflow's example figure")  # first: a missing one is one line
 matplotlib.use("Agg")
 plt = require("matplotlib.pyplot", "workflow", "the workflow's example figure")
 
-from m3l.imageio import list_images, read_image  # noqa: E402
-from m3l.metrics import psnr  # noqa: E402
+from m3l.io.images import list_images, read_image  # noqa: E402
+from m3l.engine.metrics import psnr  # noqa: E402
 
 CROP = 256  # largest panel side, in pixels
 DPI = 100

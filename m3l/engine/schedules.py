@@ -1,0 +1,15 @@
+"""Learning-rate schedules of published protocols that torch has only as pieces (configs name them as
+``scheduler: {_target_: m3l.engine.schedules.NAME, _partial_: true, ...}``; RestorationModule calls them with the optimizer)."""
+
+from __future__ import annotations
+
+import torch
+from torch.optim.lr_scheduler import ConstantLR, CosineAnnealingLR, SequentialLR
+
+
+def constant_then_cosine(optimizer: torch.optim.Optimizer, constant: int, T_max: int, eta_min: float = 0.0):
+    """The optimizer's lr for ``constant`` steps, then cosine annealing to ``eta_min`` over ``T_max`` steps
+    (Restormer's two-cycle CosineAnnealingRestartCyclicLR with a flat first cycle)."""
+    return SequentialLR(optimizer, [ConstantLR(optimizer, factor=1.0, total_iters=constant),
+                                    CosineAnnealingLR(optimizer, T_max=T_max, eta_min=eta_min)],
+                        milestones=[constant])
