@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
 import m3l  # noqa: F401  (registers the m3l.* resolvers)
@@ -191,6 +191,9 @@ def run(task: Callable[[DictConfig], Any], cfg: DictConfig, name: str, model: bo
         for line in conflicts(preset, choices.get("preset")):
             print(f"m3l {name}: {line}", file=sys.stderr)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        if cfg.get("task") == "train" and cfg.get("data") is not None:
+            with open_dict(cfg):  # the workers the run used, in run.yaml
+                cfg.data.num_workers = data_workers(cfg)
         set_threads(cfg)
         threading.excepthook = _quiet_disk_full  # TensorBoard's writer thread: the main thread reports it
         write_run_info(run_info(cfg, name, sys.argv[1:], preset), hydra_cfg.runtime.output_dir)
@@ -227,6 +230,31 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def trains_on_cpu(cfg: DictConfig) -> bool:
+    """Whether the Trainer will run on the CPU (``trainer.accelerator=cpu``, or ``auto`` with no GPU)."""
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto") or "auto")
+    if accelerator != "auto":
+        return accelerator == "cpu"
+    if OmegaConf.select(cfg, "trainer.gpus", default=None) not in (None, 0, "???"):
+        return False
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+def data_workers(cfg: DictConfig) -> int | None:
+    """Training data workers when ``data.num_workers`` is null: none on the CPU, where the pixel cache makes a batch
+    about 1 % of a step's time (benchmarks/main_job.py) and a worker would take a core from the net; else
+    ``min(4, cores - 1)`` to keep a GPU fed. Testing and correcting keep the data module's default."""
+    if cfg.get("data") is None or OmegaConf.select(cfg, "data.num_workers", default=None) is not None:
+        return OmegaConf.select(cfg, "data.num_workers", default=None)
+    if cfg.get("task") != "train":
+        return None
+    from m3l.data.image_folders import default_workers
+
+    return 0 if trains_on_cpu(cfg) else default_workers()
+
+
 def compute_threads(cfg: DictConfig) -> int:
     """torch's compute threads: ``threads`` when set, else the usable cores minus the data workers that run beside
     the net while training (more threads than free cores costs about a third of the speed); testing and correcting
@@ -236,7 +264,7 @@ def compute_threads(cfg: DictConfig) -> int:
     cores = usable_cores()
     if cfg.get("task") != "train" or cfg.get("data") is None:
         return cores
-    workers = OmegaConf.select(cfg, "data.num_workers", default=None)
+    workers = data_workers(cfg)
     if workers is None:
         from m3l.data.image_folders import default_workers
 
