@@ -33,12 +33,9 @@ FOLDERS = {"set12": "set12", "bsd68": "bsd68", "live1": "live1_gray", "classic5"
 
 
 def find_file(entry: hub.Weights, weights: Path) -> Path | None:
-    """The entry's file under ``weights`` (by its released name), if its sha256 is the table's."""
-    for path in sorted(weights.rglob(entry.released_name)):
-        if entry.sha256 is None or hub.sha256(path) == entry.sha256:
-            return path
-        print(f"{entry.name}: {path} is not the table's file (sha256 differs); skipped", file=sys.stderr)
-    return None
+    """The entry's file under ``weights`` (by its released name), if its sha256 is the table's (the workflow's
+    ``weights_dir`` matches files the same way: :func:`m3l.hub.local_weights`)."""
+    return hub.local_weights(entry, weights, cache=False)
 
 
 def missing_sets(entry: hub.Weights, data_root: Path) -> list[str]:

@@ -778,5 +778,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def local_weights(entry: Weights, folder: str | os.PathLike | None = None, cache: bool = True) -> Path | None:
+    """The entry's file on this machine, without downloading: under ``folder`` (at any depth) by its released
+    name (``sigma=25.mat``) with the table's sha256 where it pins one (a file of that name with another sha256 is
+    skipped with one line on stderr), else (``cache``) where :func:`download` keeps it in torch.hub's cache; None
+    when neither has it. ``benchmarks/published.py --weights DIR`` and the workflow's ``weights_dir`` use it."""
+    import sys
+
+    for path in sorted(Path(folder).rglob(entry.released_name)) if folder is not None else []:
+        if not path.is_file():
+            continue
+        if entry.sha256 is None or sha256(path) == entry.sha256:
+            return path
+        print(f"{entry.name}: {path} is not the table's file (sha256 differs); skipped", file=sys.stderr)
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / entry.filename
+    if cache and cached.is_file() and (entry.sha256 is None or sha256(cached) == entry.sha256):
+        return cached
+    return None
+
+
 if __name__ == "__main__":
     raise SystemExit(main())
