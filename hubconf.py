@@ -1,14 +1,16 @@
-"""torch.hub entry points for m3l's models with their pretrained weights.
+"""torch.hub entry points for m3l's models with their pretrained weights: one per model family.
 
     import torch
     net = torch.hub.load("m3l/m3l", "dncnn", pretrained=True)             # from GitHub
     net = torch.hub.load("/path/to/m3l", "dncnn", source="local", pretrained=True)
+    torch.hub.list("m3l/m3l")                                             # every family
 
-Weights come from the table in ``m3l/hub.py`` (URL, sha256, known results), download into torch.hub's
-cache, are checked against their sha256 and load with ``weights_only=True``. ``pretrained`` may also be
-the path of a weights file or of an m3l checkpoint: the class is the entry point's, the file's architecture
-arguments are checked (see :func:`m3l.hub.check_net_args`) and the net is built on the ``meta`` device and
-checked against the file before it is built. Nets are returned in eval mode.
+The entry points are made from the registry of families (:mod:`m3l.models._registry`): each family's
+``m3l/models/<family>.py`` holds its net, its weights entries (URL, sha256, known results) and the entry point's
+docstring. Weights download into torch.hub's cache, are checked against their sha256 and load with
+``weights_only=True``. ``pretrained`` may also be the path of a weights file or of an m3l checkpoint: the class is
+the entry point's, the file's architecture arguments are checked (see :func:`m3l.hub.check_net_args`) and the net
+is built on the ``meta`` device and checked against the file before it is built. Nets are returned in eval mode.
 """
 
 dependencies = ["torch", "omegaconf"]  # omegaconf: importing m3l registers its config resolvers
@@ -16,9 +18,10 @@ dependencies = ["torch", "omegaconf"]  # omegaconf: importing m3l registers its 
 
 def _build(family: str, pretrained, variant: str | None, **kwargs):
     from m3l import hub
+    from m3l.models._registry import family as family_named
 
     entry = hub.find(family, variant) if pretrained is True or variant else None
-    target = entry.target if entry else hub.find(family).target  # the class: m3l's table, never the file
+    target = family_named(family).target  # the class: m3l's registry, never the file
     args = dict(entry.net) if entry else {}
     converted = None
     if pretrained not in (None, False, True) and not entry:  # a weights file: its layout gives the architecture
@@ -36,46 +39,19 @@ def _build(family: str, pretrained, variant: str | None, **kwargs):
     return net.eval()
 
 
-def dncnn(pretrained=False, variant: str | None = None, **kwargs):
-    """DnCNN (Zhang et al. 2017). ``pretrained=True``: KAIR's copy of the authors' gray sigma-25 DnCNN-S
-    (Set12 30.44 dB, BSD68 29.23 dB); ``variant``: ``sigma15`` / ``sigma25`` / ``sigma50`` (the authors'
-    MatConvNet files), ``dncnn_b_gray_blind``, ``dncnn_color_blind``, ``dncnn3_matconvnet``, ... (m3l/hub.py);
-    or a weights file's path (its layout gives the architecture). ``kwargs`` go to
-    ``m3l.models.dncnn.DnCNN`` (channels, depth, width, batch_norm)."""
-    return _build("dncnn", pretrained, variant, **kwargs)
+def _entry_point(name: str, doc: str):
+    def entry_point(pretrained=False, variant: str | None = None, **kwargs):
+        return _build(name, pretrained, variant, **kwargs)
+
+    entry_point.__name__ = entry_point.__qualname__ = name
+    entry_point.__doc__ = doc
+    return entry_point
 
 
-def ffdnet(pretrained=False, variant: str | None = None, **kwargs):
-    """FFDNet (Zhang et al. 2018), ``net(x, sigma)`` with sigma on the [0, 1] scale. ``pretrained=True``: the
-    authors' gray MatConvNet file (Set12 32.75 / 30.43 / 27.32 dB at sigma 15 / 25 / 50); ``variant="color"``."""
-    return _build("ffdnet", pretrained, variant, **kwargs)
+def _entry_points() -> dict:
+    from m3l.models._registry import families
+
+    return {name: _entry_point(name, family.doc) for name, family in families().items()}
 
 
-def drunet(pretrained=False, variant: str | None = None, **kwargs):
-    """DRUNet (Zhang et al. 2021, DPIR), ``net(x, sigma)``. ``pretrained=True``: KAIR's ``drunet_gray.pth``
-    (Set12 33.25 / 30.94 / 27.90 dB); ``variant="color"``."""
-    return _build("drunet", pretrained, variant, **kwargs)
-
-
-def fbcnn(pretrained=False, variant: str | None = None, **kwargs):
-    """FBCNN (Jiang et al. 2021), blind JPEG artifact removal. ``pretrained=True``: ``fbcnn_gray.pth``;
-    ``variant="color"`` or ``"gray_double"``."""
-    return _build("fbcnn", pretrained, variant, **kwargs)
-
-
-def nafnet(pretrained=False, variant: str | None = None, **kwargs):
-    """NAFNet (Chen et al. 2022). ``pretrained=True``: NAFNet-GoPro-width32 (deblurring, GoPro 32.87 dB);
-    ``variant``: ``gopro_width64``, ``sidd_width32``, ``sidd_width64`` (denoising)."""
-    return _build("nafnet", pretrained, variant, **kwargs)
-
-
-def restormer(pretrained=False, variant: str | None = None, **kwargs):
-    """Restormer (Zamir et al. 2022). ``pretrained=True``: motion deblurring (GoPro 32.92 dB); ``variant``:
-    ``real_denoising``, ``gaussian_gray_blind``, ``gaussian_color_blind``."""
-    return _build("restormer", pretrained, variant, **kwargs)
-
-
-def fastdvdnet(pretrained=False, variant: str | None = None, **kwargs):
-    """FastDVDnet (Tassano et al. 2020), video denoising over 5 frames with a noise map. ``pretrained=True``:
-    the authors' ``model.pth`` (DAVIS 38.71 ... 31.86 dB at sigma 10 ... 50)."""
-    return _build("fastdvdnet", pretrained, variant, **kwargs)
+globals().update(_entry_points())

@@ -1,13 +1,18 @@
 """Pretrained weights: the table of known weights files, their download, their conversion and their loading.
 
-Each entry of :data:`WEIGHTS` names a model and a variant, the authors' URL of the file, its sha256, the
-architecture arguments it needs, the layout it is stored in (see :mod:`m3l.layouts`: MatConvNet ``.mat``,
-KAIR's ``model.<i>.*``, ...; converted to m3l's net on load), the results it is published to reach and the
-test protocol that measures them (``benchmarks/published.py`` runs it). Files download into torch.hub's
-cache (``$TORCH_HOME/hub/checkpoints``, see :func:`torch.hub.get_dir`) and are checked against their
-sha256 (a mismatch is an error, and the bad file is not kept). An entry whose sha256 could not be checked
-when it was written (``sha256=None``) records the sha256 of its first download in
-``checkpoints/m3l_sha256.json`` and checks later downloads against it.
+Each entry of :data:`WEIGHTS` (:class:`Weights`, written in its family's file ``m3l/models/<family>.py`` and
+gathered by the registry, :mod:`m3l.models._registry`) names a model and a variant, the authors' URL of the
+file, its sha256, the architecture arguments it needs, the layout it is stored in (see
+:mod:`m3l.models._layouts`: MatConvNet ``.mat``, KAIR's ``model.<i>.*``, ...; converted to m3l's net on load),
+the results it is published to reach and the test protocol that measures them (``benchmarks/published.py``
+runs it). Files download into torch.hub's cache (``$TORCH_HOME/hub/checkpoints``, see
+:func:`torch.hub.get_dir`) under a name of their own, ``<entry>-<sha256[:8]>.<ext>`` (:attr:`Weights.filename`;
+two entries released as ``model.pth`` never share a file), and are checked against their sha256 (a mismatch is
+an error, and the bad file is not kept). An entry whose sha256 could not be checked when it was written
+(``sha256=None``) caches as ``<entry>.<ext>``, records the sha256 of its first download in
+``checkpoints/m3l_sha256.json`` and refuses a later file that differs, in one line.
+
+Files are read, their tensors taken and their fit checked by the one route of :mod:`m3l.checkpoint`.
 
 Used by ``hubconf.py`` (``torch.hub.load(...)``) and by net configs with a ``pretrained`` key
 (``net.pretrained=true``, ``net.pretrained=NAME`` of an entry, or ``net.pretrained=PATH`` of any weights file
@@ -36,249 +41,20 @@ import inspect
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from m3l.checkpoint import check_state, misfit, override, read_checkpoint, state_dict_of  # noqa: F401 (re-exported)
 from m3l.errors import M3LError
+from m3l.models._registry import Weights, weights
 
-KAIR = "https://github.com/cszn/KAIR/releases/download/v1.0/"
-DNCNN = "https://github.com/cszn/DnCNN/raw/master/model/"
-FFDNET = "https://github.com/cszn/FFDNet/raw/master/models/"
-FBCNN = "https://github.com/jiaxi-jiang/FBCNN/releases/download/v1.0/"
-RESTORMER = "https://github.com/swz30/Restormer/releases/download/v1.0/"
-GDRIVE = "https://drive.google.com/uc?export=download&id="
 RECORDED = "m3l_sha256.json"  # sha256 of the first download of entries without one, beside the cache
 
-
-@dataclass(frozen=True)
-class Weights:
-    """One weights file: where it is, what it fits and what it is known to reach."""
-
-    model: str              # the model config that tests it (m3l/configs/model/NAME.yaml: dncnn, dncnn_b, ffdnet, ...)
-    variant: str            # which training (sigma25, gray_blind, kair_sigma25, ...)
-    url: str
-    sha256: str | None      # None: not checked when the entry was written (recorded at the first download)
-    target: str             # the architecture's class (a net config's _target_)
-    net: dict               # the architecture arguments the weights need
-    layout: str = "m3l"     # layout of the file (m3l.layouts), converted to m3l's on load
-    metrics: dict = field(default_factory=dict)  # "test set/degradation/metric": value, as published
-    protocol: tuple = ()    # m3l.run.test overrides that measure `metrics` ({data_root}: the test sets' folder)
-    source: str = ""        # who trained it, and its licence
-    file: str = ""          # the file's name as released, where the URL does not end with it (Google Drive)
-
-    @property
-    def name(self) -> str:
-        return f"{self.model}_{self.variant}"
-
-    @property
-    def family(self) -> str:
-        """The module of the architecture (``dncnn`` for m3l.models.dncnn.DnCNN): hubconf's entry point."""
-        return self.target.rsplit(".", 2)[-2]
-
-    @property
-    def released_name(self) -> str:
-        return self.file or self.url.rsplit("/", 1)[-1]
-
-    @property
-    def filename(self) -> str:
-        """Name in torch.hub's cache: the file's name with the sha256's first 8 digits (torch.hub's habit)."""
-        stem, dot, suffix = self.released_name.partition(".")
-        return f"{stem}-{self.sha256[:8]}{dot}{suffix}" if self.sha256 else self.released_name
-
-
-# Test protocols (m3l.run.test overrides; {data_root} holds set12/, bsd68/, live1_gray/, classic5/, ...).
-GRAY_DENOISING = ("preset=paper", "data_root={data_root}")
-
-
-def sigma(value: int) -> tuple:
-    """DnCNN-S: one sigma, tested at that sigma only."""
-    return (*GRAY_DENOISING, "data.test_degradations=null", f"degradation@data.degradation=sigma{value}")
-
-
-NOISE_TESTS = ("data.test_degradations=[" + ",".join(
-    "{_target_:m3l.data.degradations.GaussianNoise,sigma:%d}" % s for s in (15, 25, 50)) + "]")
-JPEG_GRAY = ("data.test_sets={live1:{data_root}/live1_gray,classic5:{data_root}/classic5}",
-             "data.test_degradations=[{_target_:m3l.data.degradations.JPEG,quality:10},"
-             "{_target_:m3l.data.degradations.JPEG,quality:20},{_target_:m3l.data.degradations.JPEG,quality:30},"
-             "{_target_:m3l.data.degradations.JPEG,quality:40}]", "metrics.psnrb=true")
-
-
-def rows(sets: dict[str, dict[str, tuple]], metrics: tuple[str, ...] = ("psnr",)) -> dict:
-    """``{"set/degradation/metric": value}`` from ``{set: {degradation: (value per metric)}}``."""
-    return {f"{s}/{d}/{m}": v for s, table in sets.items() for d, values in table.items()
-            for m, v in zip(metrics, values)}
-
-
-def noise(values: tuple[float, ...], sigmas: tuple[int, ...] = (15, 25, 50)) -> dict:
-    return {f"sigma{s}": (v,) for s, v in zip(sigmas, values)}
-
-
-GRAY = {"channels": 1, "batch_norm": False}
-COLOR = {"channels": 3, "batch_norm": False}
-DNCNN_S = {**GRAY, "depth": 17, "width": 64}
-DNCNN_20 = {"depth": 20, "width": 64}
-DNCNN_SRC = "Zhang et al. 2017 (cszn/DnCNN, MatConvNet; MIT licence)"
-DNCNN_KAIR_SRC = "Zhang et al. 2017 (cszn/DnCNN, converted by cszn/KAIR; MIT licence)"
-FFDNET_SRC = "Zhang et al. 2018 (cszn/FFDNet, MatConvNet; see the repository's terms)"
-DNCNN3_ROWS = rows({"live1": {"jpeg10": (29.19, .8123, 28.90), "jpeg20": (31.59, .8802, 31.07),
-                              "jpeg30": (32.98, .9090, 32.34), "jpeg40": (33.96, .9247, 33.28)},
-                    "classic5": {"jpeg10": (29.40, .8026, 29.13), "jpeg20": (31.63, .8610, 31.19),
-                                 "jpeg30": (32.91, .8861, 32.38), "jpeg40": (33.77, .9003, 33.20)}},
-                   ("psnr", "ssim", "psnrb"))
-FBCNN_GRAY_ROWS = rows({"live1": {"jpeg10": (29.75, .827, 29.40), "jpeg20": (32.13, .889, 31.57),
-                                  "jpeg30": (33.54, .916, 32.83), "jpeg40": (34.53, .931, 33.74)},
-                        "classic5": {"jpeg10": (30.12, .822, 29.80), "jpeg20": (32.31, .872, 31.74),
-                                     "jpeg30": (33.54, .894, 32.78), "jpeg40": (34.35, .907, 33.48)}},
-                       ("psnr", "ssim", "psnrb"))
-DRUNET_ARCH = {"widths": [64, 128, 256, 512], "blocks": 4, "bias": False}
-FBCNN_ARCH = {"widths": [64, 128, 256, 512], "blocks": 4, "embedding": 512}
-NAFNET_GOPRO = {"channels": 3, "encoder_blocks": [1, 1, 1, 28], "middle_blocks": 1, "decoder_blocks": [1, 1, 1, 1]}
-NAFNET_SIDD = {"channels": 3, "encoder_blocks": [2, 2, 4, 8], "middle_blocks": 12, "decoder_blocks": [2, 2, 2, 2]}
-NAFNET_SRC = "Chen et al. 2022 (megvii-research/NAFNet, Google Drive; MIT licence)"
-RESTORMER_ARCH = {"width": 48, "num_blocks": [4, 6, 6, 8], "heads": [1, 2, 4, 8], "refinement_blocks": 4,
-                  "expansion": 2.66}
-RESTORMER_DENOISING = {**RESTORMER_ARCH, "layer_norm": "bias_free"}  # LayerNorm_type: BiasFree in their options
-RESTORMER_SRC = "Zamir et al. 2022 (swz30/Restormer; see the repository's licence)"
-
-WEIGHTS: dict[str, Weights] = {w.name: w for w in [
-    # The DnCNN authors' gray sigma-25 DnCNN-S (MatConvNet training, batch norm merged into the
-    # convolutions), as published in KAIR (MIT licence) under model.<i>.* keys.
-    Weights(model="dncnn", variant="kair_sigma25", url=KAIR + "dncnn_25.pth",
-            sha256="0451a70de9b672ae037270498fbb1c17a1c1c4403785df586ff65df5b858e5b0",
-            target="m3l.models.dncnn.DnCNN", net=DNCNN_S, layout="kair_dncnn",
-            metrics=rows({"set12": noise((30.44,), (25,)), "bsd68": noise((29.23,), (25,))}),
-            protocol=sigma(25), source=DNCNN_KAIR_SRC),
-    # The DnCNN authors' MatConvNet files (cszn/DnCNN model/): sha256 checked against the repository's files.
-    *[Weights(model="dncnn", variant=f"sigma{s}", url=DNCNN + f"specifics/sigma={s}.mat", sha256=sha,
-              target="m3l.models.dncnn.DnCNN", net=DNCNN_S, layout="matconvnet_dncnn",
-              metrics=rows({"set12": noise((set12,), (s,)), "bsd68": noise((bsd68,), (s,))}),
-              protocol=sigma(s), source=DNCNN_SRC)
-      for s, sha, set12, bsd68 in [
-          (15, "657d5115fa05d371dbf0df1f0a931eff274dae29d08a9cc0824a28caf2460e21", 32.86, 31.73),
-          (25, "5a5404c9e3ef14e353760e14b885439408a654618e14f13b2e97b99b9835020b", 30.44, 29.23),
-          (50, "517dc0b55a8da2c129704ed7921b8557aac40cf3aae9f700dc41a9e25cad0983", 27.18, 26.23)]],
-    *[Weights(model="dncnn", variant=f"kair_sigma{s}", url=KAIR + f"dncnn_{s}.pth", sha256=None,
-              target="m3l.models.dncnn.DnCNN", net=DNCNN_S, layout="kair_dncnn",
-              metrics=rows({"set12": noise((set12,), (s,)), "bsd68": noise((bsd68,), (s,))}),
-              protocol=sigma(s), source=DNCNN_KAIR_SRC)
-      for s, set12, bsd68 in [(15, 32.86, 31.73), (50, 27.18, 26.23)]],
-    # DnCNN-B, blind gray (sigma 0-55): BSD68 from the paper's Table II, Set12 its Table III.
-    Weights(model="dncnn_b", variant="gray_blind", url=DNCNN + "GD_Gray_Blind.mat",
-            sha256="37f76da0b71dd2b2789ce91848fe2f184ab486203c9af9ac1b98199b60ea02b0",
-            target="m3l.models.dncnn.DnCNN", net={**GRAY, **DNCNN_20}, layout="matconvnet_dncnn",
-            metrics=rows({"set12": noise((32.68, 30.36, 27.21)), "bsd68": noise((31.61, 29.16, 26.23))}),
-            protocol=GRAY_DENOISING, source=DNCNN_SRC),
-    Weights(model="dncnn_b", variant="kair_gray_blind", url=KAIR + "dncnn_gray_blind.pth", sha256=None,
-            target="m3l.models.dncnn.DnCNN", net={**GRAY, **DNCNN_20}, layout="kair_dncnn",
-            metrics=rows({"set12": noise((32.68, 30.36, 27.21)), "bsd68": noise((31.61, 29.16, 26.23))}),
-            protocol=GRAY_DENOISING, source=DNCNN_KAIR_SRC),
-    # CDnCNN-B, blind color: CBSD68 (not in the standard sets here) 33.89 / 31.23 / 27.92.
-    Weights(model="dncnn_color", variant="blind", url=DNCNN + "GD_Color_Blind.mat",
-            sha256="57db5437a44037e7675a99042fe7b14d3dcdf1c333d3ec665855566e8a59795c",
-            target="m3l.models.dncnn.DnCNN", net={**COLOR, **DNCNN_20}, layout="matconvnet_dncnn",
-            metrics=rows({"cbsd68": noise((33.89, 31.23, 27.92))}),
-            protocol=("data.test_sets={cbsd68:{data_root}/cbsd68}", NOISE_TESTS), source=DNCNN_SRC),
-    Weights(model="dncnn_color", variant="kair_blind", url=KAIR + "dncnn_color_blind.pth", sha256=None,
-            target="m3l.models.dncnn.DnCNN", net={**COLOR, **DNCNN_20}, layout="kair_dncnn",
-            metrics=rows({"cbsd68": noise((33.89, 31.23, 27.92))}), source=DNCNN_KAIR_SRC),
-    Weights(model="dncnn_color", variant="sigma25", url=DNCNN + "specifics_color/color_sigma=25.mat",
-            sha256="99ac1aaaa4f851a48e5a686d13de05cf8dd8863606b477d1a917e8004e9e42cf",
-            target="m3l.models.dncnn.DnCNN", net={**COLOR, **DNCNN_20}, layout="matconvnet_dncnn",
-            source=DNCNN_SRC + "; no published table"),
-    # DnCNN-3: one blind net for noise, JPEG and super-resolution; JPEG rows of the paper's Table V.
-    Weights(model="dncnn3", variant="matconvnet", url=DNCNN + "DnCNN3.mat",
-            sha256="3962377d522b6728417e364bf7a589cf34ddfb592af0bd9769e53f8123d17677",
-            target="m3l.models.dncnn.DnCNN", net={**GRAY, **DNCNN_20}, layout="matconvnet_dncnn",
-            metrics=DNCNN3_ROWS, protocol=JPEG_GRAY, source=DNCNN_SRC),
-    Weights(model="dncnn3", variant="kair", url=KAIR + "dncnn3.pth", sha256=None,
-            target="m3l.models.dncnn.DnCNN", net={**GRAY, **DNCNN_20}, layout="kair_dncnn",
-            metrics=DNCNN3_ROWS, protocol=JPEG_GRAY, source=DNCNN_KAIR_SRC),
-    # FFDNet: noise-level map input; the authors' MatConvNet files (cszn/FFDNet models/).
-    Weights(model="ffdnet", variant="gray", url=FFDNET + "FFDNet_gray.mat",
-            sha256="14c231e87a444a9bd85b0b5e174e73b4f6ac50bf4050e75a0d3f4d69f77a2093",
-            target="m3l.models.ffdnet.FFDNet", net={**GRAY, "depth": 15, "width": 64}, layout="matconvnet_ffdnet",
-            metrics=rows({"set12": noise((32.75, 30.43, 27.32)), "bsd68": noise((31.63, 29.19, 26.29))}),
-            protocol=GRAY_DENOISING, source=FFDNET_SRC),
-    Weights(model="ffdnet", variant="color", url=FFDNET + "FFDNet_color.mat",
-            sha256="a4b5a9da21294ab9ba6ed5c6cc459c46dff20c025eb7d3ab82e8e0bb00541793",
-            target="m3l.models.ffdnet.FFDNet", net={**COLOR, "depth": 12, "width": 96}, layout="matconvnet_ffdnet",
-            metrics=rows({"cbsd68": noise((33.87, 31.21, 27.96))}),
-            protocol=("data.channels=3", "data.test_sets={cbsd68:{data_root}/cbsd68}"),
-            source=FFDNET_SRC),
-    Weights(model="ffdnet", variant="kair_gray", url=KAIR + "ffdnet_gray.pth", sha256=None,
-            target="m3l.models.ffdnet.FFDNet", net={**GRAY, "depth": 15, "width": 64}, layout="kair_ffdnet",
-            metrics=rows({"set12": noise((32.75, 30.43, 27.32)), "bsd68": noise((31.63, 29.19, 26.29))}),
-            protocol=GRAY_DENOISING, source="Zhang et al. 2018 (converted by cszn/KAIR; MIT licence)"),
-    Weights(model="ffdnet", variant="kair_color", url=KAIR + "ffdnet_color.pth", sha256=None,
-            target="m3l.models.ffdnet.FFDNet", net={**COLOR, "depth": 12, "width": 96}, layout="kair_ffdnet",
-            metrics=rows({"cbsd68": noise((33.87, 31.21, 27.96))}),
-            source="Zhang et al. 2018 (converted by cszn/KAIR; MIT licence)"),
-    # DRUNet (DPIR, Zhang et al. 2021): noise-level map input, blind over sigma 0-50.
-    Weights(model="drunet", variant="gray", url=KAIR + "drunet_gray.pth", sha256=None,
-            target="m3l.models.drunet.DRUNet", net={"channels": 1, **DRUNET_ARCH}, layout="kair_drunet",
-            metrics=rows({"set12": noise((33.25, 30.94, 27.90)), "bsd68": noise((31.91, 29.48, 26.59))}),
-            protocol=GRAY_DENOISING, source="Zhang et al. 2021 (cszn/DPIR, cszn/KAIR; MIT licence)"),
-    Weights(model="drunet", variant="color", url=KAIR + "drunet_color.pth", sha256=None,
-            target="m3l.models.drunet.DRUNet", net={"channels": 3, **DRUNET_ARCH}, layout="kair_drunet",
-            metrics=rows({"cbsd68": noise((34.30, 31.69, 28.51))}),
-            source="Zhang et al. 2021 (cszn/DPIR, cszn/KAIR; MIT licence)"),
-    # FBCNN (Jiang et al. 2021): blind JPEG artifact removal with a predicted quality factor.
-    Weights(model="fbcnn", variant="gray", url=FBCNN + "fbcnn_gray.pth", sha256=None,
-            target="m3l.models.fbcnn.FBCNN", net={"channels": 1, **FBCNN_ARCH}, layout="fbcnn",
-            metrics=FBCNN_GRAY_ROWS, protocol=JPEG_GRAY, source="Jiang et al. 2021 (jiaxi-jiang/FBCNN; Apache-2.0)"),
-    Weights(model="fbcnn", variant="color", url=FBCNN + "fbcnn_color.pth", sha256=None,
-            target="m3l.models.fbcnn.FBCNN", net={"channels": 3, **FBCNN_ARCH}, layout="fbcnn",
-            source="Jiang et al. 2021 (jiaxi-jiang/FBCNN; Apache-2.0); published on color LIVE1 / BSDS500 / ICB"),
-    Weights(model="fbcnn", variant="gray_double", url=FBCNN + "fbcnn_gray_double.pth", sha256=None,
-            target="m3l.models.fbcnn.FBCNN", net={"channels": 1, **FBCNN_ARCH}, layout="fbcnn",
-            source="Jiang et al. 2021 (jiaxi-jiang/FBCNN; Apache-2.0): non-aligned double JPEG"),
-    # NAFNet (Chen et al. 2022): BasicSR files ({"params": ...}), only on Google Drive.
-    Weights(model="nafnet", variant="gopro_width32", url=GDRIVE + "1Fr2QadtDCEXg6iwWX8OzeZLbHOx2t5Bj",
-            file="NAFNet-GoPro-width32.pth", sha256=None, target="m3l.models.nafnet.NAFNet",
-            net={**NAFNET_GOPRO, "width": 32}, layout="basicsr_nafnet",
-            metrics={"gopro/clean/psnr": 32.8705, "gopro/clean/ssim": 0.9606}, source=NAFNET_SRC),
-    Weights(model="nafnet", variant="gopro_width64", url=GDRIVE + "1S0PVRbyTakYY9a82kujgZLbMihfNBLfC",
-            file="NAFNet-GoPro-width64.pth", sha256=None, target="m3l.models.nafnet.NAFNet",
-            net={**NAFNET_GOPRO, "width": 64}, layout="basicsr_nafnet",
-            metrics={"gopro/clean/psnr": 33.7103, "gopro/clean/ssim": 0.9668}, source=NAFNET_SRC),
-    Weights(model="nafnet", variant="sidd_width32", url=GDRIVE + "1lsByk21Xw-6aW7epCwOQxvm6HYCQZPHZ",
-            file="NAFNet-SIDD-width32.pth", sha256=None, target="m3l.models.nafnet.NAFNet",
-            net={**NAFNET_SIDD, "width": 32}, layout="basicsr_nafnet",
-            metrics={"sidd/clean/psnr": 39.9672, "sidd/clean/ssim": 0.9599}, source=NAFNET_SRC),
-    Weights(model="nafnet", variant="sidd_width64", url=GDRIVE + "14Fht1QQJ2gMlk4N1ERCRuElg8JfjrWWR",
-            file="NAFNet-SIDD-width64.pth", sha256=None, target="m3l.models.nafnet.NAFNet",
-            net={**NAFNET_SIDD, "width": 64}, layout="basicsr_nafnet",
-            metrics={"sidd/clean/psnr": 40.3045, "sidd/clean/ssim": 0.9614}, source=NAFNET_SRC),
-    # Restormer (Zamir et al. 2022): {"params": ...} files of the repository's v1.0 release.
-    Weights(model="restormer", variant="motion_deblurring", url=RESTORMER + "motion_deblurring.pth", sha256=None,
-            target="m3l.models.restormer.Restormer", net={"channels": 3, **RESTORMER_ARCH}, layout="restormer",
-            metrics={"gopro/clean/psnr": 32.92, "gopro/clean/ssim": 0.961, "hide/clean/psnr": 31.22},
-            source=RESTORMER_SRC),
-    Weights(model="restormer", variant="real_denoising", url=RESTORMER + "real_denoising.pth", sha256=None,
-            target="m3l.models.restormer.Restormer", net={"channels": 3, **RESTORMER_DENOISING}, layout="restormer",
-            metrics={"sidd/clean/psnr": 40.02, "sidd/clean/ssim": 0.960}, source=RESTORMER_SRC),
-    Weights(model="restormer", variant="gaussian_gray_blind", url=RESTORMER + "gaussian_gray_denoising_blind.pth",
-            sha256=None, target="m3l.models.restormer.Restormer", net={"channels": 1, **RESTORMER_DENOISING},
-            layout="restormer", metrics=rows({"set12": noise((33.35, 31.04, 28.01)),
-                                             "bsd68": noise((31.95, 29.51, 26.62))}),
-            protocol=("data.channels=1", "data.test_sets={set12:{data_root}/set12,bsd68:{data_root}/bsd68}",
-                      NOISE_TESTS), source=RESTORMER_SRC),  # preset=paper is Restormer's GoPro protocol
-    Weights(model="restormer", variant="gaussian_color_blind", url=RESTORMER + "gaussian_color_denoising_blind.pth",
-            sha256=None, target="m3l.models.restormer.Restormer", net={"channels": 3, **RESTORMER_DENOISING},
-            layout="restormer", metrics=rows({"cbsd68": noise((34.39, 31.78, 28.59))}), source=RESTORMER_SRC),
-    # FastDVDnet (Tassano et al. 2020): nn.DataParallel's module.* keys, in the repository itself.
-    Weights(model="fastdvdnet", variant="authors", url="https://github.com/m-tassano/fastdvdnet/raw/master/model.pth",
-            sha256=None, target="m3l.models.video.FastDVDnet",
-            net={"channels": 3, "widths": [32, 64, 128], "per_frame": 30}, layout="fastdvdnet",
-            metrics={"davis/sigma10/psnr": 38.71, "davis/sigma20/psnr": 35.77, "davis/sigma30/psnr": 34.04,
-                     "davis/sigma40/psnr": 32.82, "davis/sigma50/psnr": 31.86, "set8/sigma10/psnr": 36.44,
-                     "set8/sigma20/psnr": 33.43, "set8/sigma30/psnr": 31.68, "set8/sigma40/psnr": 30.46,
-                     "set8/sigma50/psnr": 29.53},
-            source="Tassano et al. 2020 (m-tassano/fastdvdnet; MIT licence)"),
-]}
+# Every family's weights entries (m3l/models/<family>.py; the registry: m3l.models._registry), by name.
+WEIGHTS: dict[str, Weights] = weights()
 
 
 def find(model: str, variant: str | None = None) -> Weights:
@@ -360,23 +136,20 @@ class Converted:
 
 
 def convert_file(path: str | os.PathLike, target: str | None = None, layout: str | None = None) -> Converted:
-    """Read the weights file at ``path`` and convert it to m3l's layout (see :mod:`m3l.layouts`).
+    """Read the weights file at ``path`` and convert it to m3l's layout (see :mod:`m3l.models._layouts`).
 
     ``layout`` forces a layout by name; else it is recognised, preferring those of ``target`` (the net class
     of the model config). A file in no known layout that is a bare state dict is kept as it is (a net's own
     ``state_dict()``): whether it fits is checked when it is loaded.
     """
-    from m3l import layouts
-    from m3l.layouts.m3l import strip_prefix
+    from m3l.models import _layouts
 
-    from m3l.checkpoint import check_state
-
-    raw = layouts.read(path)
+    raw = read_checkpoint(path, "pretrained:")
     try:
-        chosen = layouts.load_all()[layout] if layout else layouts.find_layout(raw, path, target)
+        chosen = _layouts.all_layouts()[layout] if layout else _layouts.find_layout(raw, path, target)
     except M3LError:
         try:
-            state = strip_prefix(raw)
+            state = state_dict_of(raw)
         except M3LError as error:
             raise M3LError(f"pretrained {path}: {error}") from None
         if not state:
@@ -541,51 +314,9 @@ def model_for(target: str) -> str:
     return f"model={name}" if name else f"a model whose net is {target[:200]}"
 
 
-def override(key: str, value) -> str:
-    """``net.KEY=VALUE`` as written on a Hydra command line."""
-    if isinstance(value, bool):
-        value = str(value).lower()
-    elif isinstance(value, (list, tuple)):
-        value = "[" + ",".join(str(v) for v in value) + "]"
-    return f"net.{key}={value}"
-
-
-def misfit(net: nn.Module, state: dict, net_args: dict | None = None) -> str | None:
-    """Why ``state`` does not fit ``net`` (the first key missing, extra or of another shape), and the
-    ``net.*`` override that would fit where ``net_args`` (the net's config) tells it; None when it fits."""
-    expected = net.state_dict()
-    args = {k: v for k, v in (net_args or {}).items() if not k.startswith("_")}
-    missing = [k for k in expected if k not in state]
-    extra = [k for k in state if k not in expected]
-    shapes = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
-    if not (missing or extra or shapes):
-        return None
-    hints = []
-    if shapes:
-        key = shapes[0]
-        ours, theirs = tuple(expected[key].shape), tuple(state[key].shape)
-        detail = f"{key} is {theirs} in the file, {ours} in the net"
-        for a, b in zip(ours, theirs):
-            hints += [override(k, b) for k, v in args.items() if a != b and v == a and not isinstance(v, bool)]
-    else:
-        detail = (f"the net has {len(missing)} keys the file lacks (e.g. {missing[0]})" if missing else "") + \
-                 ("; " if missing and extra else "") + \
-                 (f"the file has {len(extra)} keys the net lacks (e.g. {extra[0]})" if extra else "")
-        norm_file, norm_net = (any("running_mean" in k for k in d) for d in (state, expected))
-        if "batch_norm" in args and norm_file != norm_net:
-            hints.append(override("batch_norm", norm_file))
-        convs = [sum(1 for v in d.values() if v.ndim == 4) for d in (state, expected)]
-        if "depth" in args and convs[0] != convs[1]:
-            hints.append(override("depth", args["depth"] + convs[0] - convs[1]))
-    fit = f"; try {' '.join(dict.fromkeys(hints))}" if hints else "; are the net's arguments those the weights were trained with?"
-    return detail + fit
-
-
 def load_into(net: nn.Module, state: dict, what: str, net_args: dict | None = None) -> nn.Module:
     """``net.load_state_dict(state)``, strict, with one line when the weights do not fit (keys, shapes, or a
     tensor that is not finite or not of the net's floating type)."""
-    from m3l.checkpoint import check_state
-
     problem = misfit(net, state, net_args)
     if problem:
         raise M3LError(f"pretrained: {what} does not fit {type(net).__name__}: {problem}")
@@ -634,9 +365,9 @@ def load_pretrained(net: nn.Module, pretrained: str | os.PathLike | Weights | Co
         pretrained = convert_file(pretrained, class_name(net))
     what = pretrained.source
     if not pretrained.layout and misfit(net, pretrained.state, net_args):  # a bare state dict of another net
-        from m3l.layouts import LAYOUTS
+        from m3l.models._layouts import all_layouts
 
-        what += f" (in none of the layouts m3l knows: {', '.join(LAYOUTS)})"
+        what += f" (in none of the layouts m3l knows: {', '.join(all_layouts())})"
     return load_into(net, pretrained.state, what, net_args)
 
 
@@ -792,7 +523,8 @@ def local_weights(entry: Weights, folder: str | os.PathLike | None = None, cache
             return path
         print(f"{entry.name}: {path} is not the table's file (sha256 differs); skipped", file=sys.stderr)
     cached = Path(torch.hub.get_dir()) / "checkpoints" / entry.filename
-    if cache and cached.is_file() and (entry.sha256 is None or sha256(cached) == entry.sha256):
+    expected = entry.sha256 or recorded(cached.parent).get(entry.url)  # an unpinned entry: its first download's
+    if cache and cached.is_file() and (expected is None or sha256(cached) == expected):
         return cached
     return None
 

@@ -2,7 +2,7 @@
 
 Each family: the authors' network, built by spandrel's class (the authors' code, kept by spandrel; random
 weights, eval mode), saved as the authors save it (a bare state dict, ``torch.save``), read back by m3l
-through its loading path (:func:`m3l.layouts.convert`, then ``load_state_dict`` into the net it implies),
+through its loading path (:func:`m3l.models._layouts.convert`, then ``load_state_dict`` into the net it implies),
 and both run on the same input of an odd size: the outputs agree to 1e-5. Tiny configurations for speed,
 and one test per family at the paper's configuration. Also: each file is recognised as its layout and no
 other, and a file that does not fit says which key and shape in one line.
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-import m3l.layouts
+import m3l.models._layouts
 import m3l.models.nafnet
 from conftest import write_images
 from m3l.errors import M3LError
@@ -37,7 +37,7 @@ def load_as_m3l(path, expected_layout: str):
     """m3l's net for the weights file at ``path``, built with the arguments the file implies."""
     from hydra.utils import get_class
 
-    layout, state, net_args = m3l.layouts.convert(path)
+    layout, state, net_args = m3l.models._layouts.convert(path)
     assert layout.name == expected_layout
     net = get_class(layout.target)(**net_args)
     net.load_state_dict(state, strict=True)
@@ -45,8 +45,8 @@ def load_as_m3l(path, expected_layout: str):
 
 
 def layouts_detecting(path) -> list[str]:
-    raw = m3l.layouts.read(path)
-    return [layout.name for layout in m3l.layouts.load_all().values() if layout.detect(raw)]
+    raw = m3l.models._layouts.read(path)
+    return [layout.name for layout in m3l.models._layouts.all_layouts().values() if layout.detect(raw)]
 
 
 def correct_with_the_authors_file(run_m3l, tmp_path, model: str, path, *overrides: str) -> tuple[np.ndarray, torch.Tensor]:
@@ -161,15 +161,15 @@ def test_drunet_file_that_does_not_fit_names_the_key_and_shape(spandrel_arch, tm
     torch.save(state, tmp_path / "reshaped.pth")
     with pytest.raises(M3LError, match=r"kair_drunet: m_up2\.1\.res\.0\.weight has shape \(16, 8, 3, 3\) "
                                        r"where DRUNet .* needs \(16, 16, 3, 3\)"):
-        m3l.layouts.convert(tmp_path / "reshaped.pth")
+        m3l.models._layouts.convert(tmp_path / "reshaped.pth")
     state["m_up2.1.res.1.weight"] = state.pop("m_up2.1.res.0.weight")
     torch.save(state, tmp_path / "renamed.pth")
     with pytest.raises(M3LError, match=r"kair_drunet: the file lacks key m_up2\.1\.res\.0\.weight of DRUNet"):
-        m3l.layouts.convert(tmp_path / "renamed.pth")
+        m3l.models._layouts.convert(tmp_path / "renamed.pth")
     state["m_up2.1.res.0.weight"] = state["m_up2.1.res.1.weight"]
     torch.save(state, tmp_path / "extra.pth")
     with pytest.raises(M3LError, match=r"kair_drunet: unexpected key m_up2\.1\.res\.1\.weight \(16, 8, 3, 3\)"):
-        m3l.layouts.convert(tmp_path / "extra.pth")
+        m3l.models._layouts.convert(tmp_path / "extra.pth")
 
 
 @pytest.mark.slow
@@ -240,12 +240,12 @@ def test_fbcnn_file_that_does_not_fit_names_the_key_and_shape(spandrel_arch, tmp
     torch.save(state, tmp_path / "reshaped.pth")
     with pytest.raises(M3LError, match=r"fbcnn: to_gamma_2\.0\.weight has shape \(8, 512\) where FBCNN .* "
                                        r"needs \(16, 512\)"):
-        m3l.layouts.convert(tmp_path / "reshaped.pth")
+        m3l.models._layouts.convert(tmp_path / "reshaped.pth")
     state["to_gamma_2.0.weight"] = gamma
     del state["qf_embed.2.bias"]
     torch.save(state, tmp_path / "incomplete.pth")
     with pytest.raises(M3LError, match=r"fbcnn: the file lacks key qf_embed\.2\.bias of FBCNN"):
-        m3l.layouts.convert(tmp_path / "incomplete.pth")
+        m3l.models._layouts.convert(tmp_path / "incomplete.pth")
 
 
 @pytest.mark.slow
@@ -318,7 +318,7 @@ def test_nafnet_equals_the_authors_network_at_paper_size(spandrel_arch, tmp_path
     from m3l.hub import WEIGHTS
 
     authors, net, path = nafnet_pair(spandrel_arch, tmp_path, *NAFNET_PAPER[config])
-    assert {k: v for k, v in WEIGHTS[f"nafnet_{config}"].net.items() if k != "tlc_size"} == m3l.layouts.convert(path)[2]
+    assert {k: v for k, v in WEIGHTS[f"nafnet_{config}"].net.items() if k != "tlc_size"} == m3l.models._layouts.convert(path)[2]
     assert max_diff(authors, net, torch.rand(1, 3, 37, 45)) < TOLERANCE
 
 
@@ -339,7 +339,7 @@ def test_nafnet_file_that_does_not_fit_names_the_key(spandrel_arch, tmp_path):
     del state["decoders.1.0.conv4.bias"]
     torch.save({"params": state}, tmp_path / "incomplete.pth")
     with pytest.raises(M3LError, match=r"basicsr_nafnet: the file lacks key decoders\.1\.0\.conv4\.bias of NAFNet"):
-        m3l.layouts.convert(tmp_path / "incomplete.pth")
+        m3l.models._layouts.convert(tmp_path / "incomplete.pth")
 
 
 class WindowMean(torch.nn.Module):
@@ -372,7 +372,7 @@ def test_nafnet_tlc_equals_the_authors_local_network(spandrel_arch, tmp_path):
     """``tlc_size`` (the test-time local converter of the authors' ``NAFNetLocal``, train_size 16 here, base size
     1.5 times it) against the paper's local average put in place of the authors' global pooling."""
     authors, _, path = nafnet_pair(spandrel_arch, tmp_path, 8, [1, 1], 1, [1, 1])
-    layout, state, net_args = m3l.layouts.convert(path)
+    layout, state, net_args = m3l.models._layouts.convert(path)
     net = m3l.models.nafnet.NAFNet(**net_args, tlc_size=24)
     net.load_state_dict(state)
     for module in authors.modules():  # the authors' replace_layers, then a forward at the training size
@@ -431,7 +431,7 @@ def test_restormer_authors_files_load_with_the_architecture_they_imply(tmp_path,
     net, net_args = load_as_m3l(path, "restormer")  # strict: every key of m3l's net filled
     assert net_args == {**WEIGHTS[expected["weights"]].net, "layer_norm": expected["layer_norm"]}
     assert net_args["channels"] == expected["channels"] and net_args["num_blocks"] == [4, 6, 6, 8]
-    assert_every_tensor_used_once(authors, m3l.layouts.convert(path)[1])
+    assert_every_tensor_used_once(authors, m3l.models._layouts.convert(path)[1])
     assert layouts_detecting(path) == ["restormer"]
     with torch.no_grad():
         assert net(torch.rand(1, expected["channels"], 9, 13)).shape == (1, expected["channels"], 9, 13)
@@ -455,11 +455,11 @@ def test_restormer_dual_pixel_and_biased_files_are_refused_in_one_line(tmp_path)
     path, authors = authors_file(tmp_path, "restormer_motion_deblurring")
     torch.save({"params": {**authors, "skip_conv.weight": torch.zeros(48, 6, 1, 1)}}, tmp_path / "dp.pth")
     with pytest.raises(M3LError, match="dual-pixel"):
-        m3l.layouts.convert(tmp_path / "dp.pth")
+        m3l.models._layouts.convert(tmp_path / "dp.pth")
     del authors["encoder_level2.0.ffn.dwconv.weight"]
     torch.save({"params": authors}, tmp_path / "incomplete.pth")
     with pytest.raises(M3LError, match=r"encoder_level2\.0\.ffn\.dwconv\.weight"):
-        m3l.layouts.convert(tmp_path / "incomplete.pth")
+        m3l.models._layouts.convert(tmp_path / "incomplete.pth")
 
 
 def test_fastdvdnet_authors_file_loads_with_the_architecture_it_implies(tmp_path):
@@ -469,7 +469,7 @@ def test_fastdvdnet_authors_file_loads_with_the_architecture_it_implies(tmp_path
     assert all(key.startswith("module.") for key in authors)  # nn.DataParallel's, as released
     net, net_args = load_as_m3l(path, "fastdvdnet")
     assert net_args == WEIGHTS["fastdvdnet_authors"].net
-    assert_every_tensor_used_once(authors, m3l.layouts.convert(path)[1])
+    assert_every_tensor_used_once(authors, m3l.models._layouts.convert(path)[1])
     assert layouts_detecting(path) == ["fastdvdnet"]
     # Batch norms keep the file's running statistics (evaluation uses them, not the batch's).
     assert torch.equal(net.stage1.inc[1].running_var, authors["module.temp1.inc.convblock.1.running_var"])

@@ -15,6 +15,7 @@ from hydra import compose, initialize_config_module
 from conftest import REPO
 from m3l import hub
 from m3l.errors import M3LError
+from m3l.models._registry import families
 from m3l.models.dncnn import DnCNN
 from m3l.run.common import build_module, register_search_path
 
@@ -102,26 +103,27 @@ def test_unreachable_url_and_unsafe_files_are_one_line_errors(published, tmp_pat
         hub.load_pretrained(DnCNN(channels=1, depth=3, width=8, batch_norm=False), entry.name)
 
 
-# Layout names of the families whose converters live in other modules (m3l/layouts/<family>.py).
-OTHER_LAYOUTS = {"kair_drunet", "fbcnn", "basicsr_nafnet", "restormer", "fastdvdnet"}
-
-
 def test_the_table_is_complete():
     from importlib.resources import files
 
-    from m3l import layouts
+    from m3l.models._layouts import all_layouts
+    from m3l.models._registry import families
 
-    known = set(layouts.load_all()) | OTHER_LAYOUTS
+    known = all_layouts()
     models = {p.name[:-5] for p in (files("m3l.configs") / "model").iterdir()}
     for name, entry in hub.WEIGHTS.items():
         assert name == f"{entry.model}_{entry.variant}" and entry.model in models
         assert entry.sha256 is None or len(entry.sha256) == 64
         assert entry.url.startswith("https://") and entry.layout in known and entry.source
+        assert known[entry.layout].target == entry.target  # the layout converts to the entry's net
         assert not entry.protocol or entry.metrics  # a protocol measures published numbers
         assert all(len(key.split("/")) == 3 for key in entry.metrics)
-    families = {entry.family if entry.family != "video" else "fastdvdnet" for entry in hub.WEIGHTS.values()}
-    assert families == {"dncnn", "ffdnet", "drunet", "fbcnn", "nafnet", "restormer", "fastdvdnet"}
-    assert all(callable(getattr(__import__("hubconf"), family)) for family in families)
+    # every family with weights is a hubconf entry point, and the table is the registry's (no entry elsewhere)
+    assert {entry.family for entry in hub.WEIGHTS.values()} <= set(families())
+    assert [w.name for f in families().values() for w in f.weights] == list(hub.WEIGHTS)
+    hubconf = __import__("hubconf")
+    assert all(callable(getattr(hubconf, family)) and getattr(hubconf, family).__doc__ == families()[family].doc
+               for family in families())
 
 
 def test_an_unchecked_entry_records_its_first_download_and_checks_later_ones(published, tmp_path, capsys):
@@ -141,34 +143,24 @@ def test_an_unchecked_entry_records_its_first_download_and_checks_later_ones(pub
     assert not cached.exists()
 
 
-TINY_FAMILIES = {  # hubconf entry point: (net class, tiny architecture)
-    "dncnn": ("m3l.models.dncnn.DnCNN", ARCH),
-    "ffdnet": ("m3l.models.ffdnet.FFDNet", {"channels": 1, "depth": 3, "width": 4, "batch_norm": False}),
-    "drunet": ("m3l.models.drunet.DRUNet", {"channels": 1, "widths": [4, 8, 8, 8], "blocks": 1}),
-    "fbcnn": ("m3l.models.fbcnn.FBCNN", {"channels": 1, "widths": [4, 8, 8, 8], "blocks": 1, "embedding": 8}),
-    "nafnet": ("m3l.models.nafnet.NAFNet", {"channels": 3, "width": 4, "encoder_blocks": [1, 1], "middle_blocks": 1,
-                                            "decoder_blocks": [1, 1]}),
-    "restormer": ("m3l.models.restormer.Restormer", {"channels": 3, "width": 4, "num_blocks": [1, 1],
-                                                     "heads": [1, 1], "refinement_blocks": 1}),
-    "fastdvdnet": ("m3l.models.video.FastDVDnet", {"channels": 3, "widths": [4, 8, 8], "per_frame": 2}),
-}
+FAMILIES = families()
 
 
-@pytest.mark.parametrize("family", sorted(TINY_FAMILIES))
+@pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_torch_hub_load_every_family(family, tmp_path, monkeypatch):
-    import importlib
-
+    """Each family of the registry is a torch.hub entry point that loads its weights entry and a weights file
+    (its tiny settings: a new family is tested here without editing this test)."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    target, arch = TINY_FAMILIES[family]
-    module, _, name = target.rpartition(".")
+    found = FAMILIES[family]
+    arch = {"channels": 1, **found.tiny}
     torch.manual_seed(0)
-    net = getattr(importlib.import_module(module), name)(**arch).eval()
+    net = found.net(**arch).eval()
     path = tmp_path / f"{family}.pth"
-    hub.write(hub.Converted("", "m3l", target, net.state_dict(), arch), path)
-    entry = hub.Weights(model=family, variant="tiny", url=path.as_uri(), sha256=None, target=target, net=arch)
+    hub.write(hub.Converted("", "m3l", found.target, net.state_dict(), arch), path)
+    entry = hub.Weights(model=family, variant="tiny", url=path.as_uri(), sha256=None, target=found.target, net=arch)
     monkeypatch.setattr(hub, "WEIGHTS", {entry.name: entry})
     loaded = torch.hub.load(str(REPO), family, source="local", pretrained=True)
-    assert type(loaded).__name__ == name and not loaded.training and same_weights(loaded, net)
+    assert type(loaded) is type(net) and not loaded.training and same_weights(loaded, net)
     assert same_weights(torch.hub.load(str(REPO), family, source="local", pretrained=str(path)), net)
 
 

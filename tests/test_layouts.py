@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_module
 
-from m3l import hub, layouts
+from m3l import hub
+from m3l.models import _layouts as layouts
 from m3l.errors import M3LError
 from m3l.models.dncnn import DnCNN
 from m3l.models.ffdnet import FFDNet

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from m3l.models._registry import Family, register
+
 
 class ARCNN(nn.Module):
     def __init__(self, channels: int = 1, widths: tuple[int, int, int] = (64, 32, 16),
@@ -26,3 +28,6 @@ class ARCNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.body(x) if self.residual else self.body(x)
+
+
+FAMILY = register(Family("arcnn", ARCNN, tiny={"widths": [4, 4, 4]}, doc="""ARCNN (Dong et al. 2015), JPEG artifact removal; no released weights in PyTorch (train it: ``model=arcnn``)."""))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from m3l.models._registry import Family, register
+
 
 class Identity(nn.Module):
     def __init__(self, channels: int = 1):
@@ -16,3 +18,6 @@ class Identity(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x
+
+
+FAMILY = register(Family("identity", Identity, tiny={}, doc="""The degraded input itself (no weights): the baseline row of every table."""))

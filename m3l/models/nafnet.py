@@ -13,6 +13,8 @@ a net trained on patches sees global statistics of a patch; on a full image, ``t
 times the 256 training patches) replaces the global pooling at evaluation time by a local average over
 windows of that many image pixels (``tlc_size / 2**level`` features), the windows clamped at the borders.
 The published GoPro number uses it. Sizes are zero-padded to a multiple of ``2**levels`` and cropped back.
+
+The authors' released weights are below the net: their layout and weights entries.
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from m3l.models.common import crop, pad_to_multiple
+
+import re
+
+from m3l.errors import M3LError
+from m3l.models._layouts import Layout, check_fits, unwrap
+from m3l.models._registry import Family, Weights, register
 
 
 class LayerNorm2d(nn.Module):
@@ -126,3 +134,90 @@ class NAFNet(nn.Module):
         for decoder, up, skip in zip(self.decoders, self.ups, reversed(skips)):
             y = decoder(up(y) + skip)
         return crop(self.ending(y) + inp, (h, w))
+
+
+# Released layouts.
+#
+# The NAFNet authors' layout (megvii-research/NAFNet: ``NAFNet-GoPro-width32.pth``, ``-width64``,
+# ``NAFNet-SIDD-width32.pth``, ``-width64``, ``NAFNet-REDS-width64.pth``).
+#
+# BasicSR files: ``{"params": state_dict}`` (see m3l.checkpoint.state_dict_of for ``params_ema``). The authors'
+# ``NAFNet`` keys: ``intro``; ``encoders.<i>.<j>`` (NAFBlocks) and ``downs.<i>`` per level; ``middle_blks.<j>``;
+# ``ups.<i>.0`` (the 1x1 conv before the pixel shuffle) and ``decoders.<i>.<j>``; ``ending``. A NAFBlock:
+# ``norm1``, ``conv1``, ``conv2`` (depthwise), ``sca.1`` (the simplified channel attention's conv after
+# the global pooling), ``conv3``, ``norm2``, ``conv4``, ``conv5`` (the feed-forward branch), ``beta``, ``gamma``.
+# They are :class:`m3l.models.nafnet.NAFNet`'s, but ``middle_blks`` is ``middle``, ``sca.1`` is ``attention``,
+# ``conv4`` / ``conv5`` are ``ffn_in`` / ``ffn_out``.
+#
+# The file fixes width, channels and the block counts. The authors test their GoPro (and REDS) files with
+# ``NAFNetLocal`` (TLC, ``train_size`` 256: ``net.tlc_size=384``), the SIDD ones with plain ``NAFNet``: TLC
+# is a test-time setting, not in the file, so it is left to the net config.
+
+# A NAFBlock's parameters: the authors' name, m3l's.
+BLOCK = {"norm1": "norm1", "conv1": "conv1", "conv2": "conv2", "sca.1": "attention", "conv3": "conv3",
+         "norm2": "norm2", "conv4": "ffn_in", "conv5": "ffn_out"}
+
+
+def is_nafnet(raw: dict) -> bool:
+    state = unwrap(raw)
+    return "intro.weight" in state and "ending.weight" in state and any(".sca.1.weight" in k for k in state)
+
+
+def count(state: dict, stage: str) -> int:
+    """How many blocks ``<stage>.<j>.*`` the file has."""
+    found = {int(m.group(1)) for k in state if (m := re.match(rf"{re.escape(stage)}\.(\d+)\.", k))}
+    return max(found) + 1 if found else 0
+
+
+def block_names(authors: str, m3l: str) -> dict[str, str]:
+    names = {f"{authors}.{a}.{p}": f"{m3l}.{b}.{p}" for a, b in BLOCK.items() for p in ("weight", "bias")}
+    return names | {f"{authors}.{p}": f"{m3l}.{p}" for p in ("beta", "gamma")}
+
+
+def convert_authors(raw: dict) -> tuple[dict, dict]:
+    state = unwrap(raw)
+    levels = count(state, "downs")
+    if levels != count(state, "ups"):
+        raise M3LError(f"basicsr_nafnet: the file has {levels} downsamplings (downs.<i>) but {count(state, 'ups')} "
+                       f"upsamplings (ups.<i>); is it complete?")
+    net_args = {"channels": int(state["intro.weight"].shape[1]), "width": int(state["intro.weight"].shape[0]),
+                "encoder_blocks": [count(state, f"encoders.{i}") for i in range(levels)],
+                "middle_blocks": count(state, "middle_blks"),
+                "decoder_blocks": [count(state, f"decoders.{i}") for i in range(levels)]}
+    names = {f"{layer}.{p}": f"{layer}.{p}" for layer in ("intro", "ending") for p in ("weight", "bias")}
+    for i in range(levels):
+        names |= {f"downs.{i}.{p}": f"downs.{i}.{p}" for p in ("weight", "bias")} | {f"ups.{i}.0.weight": f"ups.{i}.0.weight"}
+        for j in range(net_args["encoder_blocks"][i]):
+            names |= block_names(f"encoders.{i}.{j}", f"encoders.{i}.{j}")
+        for j in range(net_args["decoder_blocks"][i]):
+            names |= block_names(f"decoders.{i}.{j}", f"decoders.{i}.{j}")
+    for j in range(net_args["middle_blocks"]):
+        names |= block_names(f"middle_blks.{j}", f"middle.{j}")
+    return check_fits(state, names, NAFNet, net_args, "basicsr_nafnet"), net_args
+
+
+LAYOUTS = (Layout(name="basicsr_nafnet", detect=is_nafnet, convert=convert_authors,
+                  description="the NAFNet authors' BasicSR files: NAFNet-GoPro-width32.pth, NAFNet-SIDD-width64.pth"),)
+
+
+# Weights entries (Chen et al. 2022): BasicSR files ({"params": ...}), only on Google Drive.
+GDRIVE = "https://drive.google.com/uc?export=download&id="
+SOURCE = "Chen et al. 2022 (megvii-research/NAFNet, Google Drive; MIT licence)"
+GOPRO = {"channels": 3, "encoder_blocks": [1, 1, 1, 28], "middle_blocks": 1, "decoder_blocks": [1, 1, 1, 1]}
+SIDD = {"channels": 3, "encoder_blocks": [2, 2, 4, 8], "middle_blocks": 12, "decoder_blocks": [2, 2, 2, 2]}
+
+WEIGHTS = tuple(
+    Weights(model="nafnet", variant=f"{data.lower()}_width{width}", url=GDRIVE + drive, file=f"NAFNet-{data}-width{width}.pth",
+            sha256=None, net={**(GOPRO if data == "GoPro" else SIDD), "width": width}, layout="basicsr_nafnet",
+            metrics={f"{data.lower()}/clean/psnr": psnr, f"{data.lower()}/clean/ssim": ssim}, source=SOURCE)
+    for data, width, drive, psnr, ssim in [
+        ("GoPro", 32, "1Fr2QadtDCEXg6iwWX8OzeZLbHOx2t5Bj", 32.8705, 0.9606),
+        ("GoPro", 64, "1S0PVRbyTakYY9a82kujgZLbMihfNBLfC", 33.7103, 0.9668),
+        ("SIDD", 32, "1lsByk21Xw-6aW7epCwOQxvm6HYCQZPHZ", 39.9672, 0.9599),
+        ("SIDD", 64, "14Fht1QQJ2gMlk4N1ERCRuElg8JfjrWWR", 40.3045, 0.9614)])
+
+FAMILY = register(Family(
+    "nafnet", NAFNet, tiny={"width": 4, "encoder_blocks": [1], "middle_blocks": 1, "decoder_blocks": [1]},
+    layouts=LAYOUTS, weights=WEIGHTS,
+    doc="""NAFNet (Chen et al. 2022). ``pretrained=True``: NAFNet-GoPro-width32 (deblurring, GoPro 32.87 dB);
+    ``variant``: ``gopro_width64``, ``sidd_width32``, ``sidd_width64`` (denoising)."""))
