@@ -49,6 +49,16 @@ def test_resume_continues_from_a_checkpoint(run_m3l, tmp_path):
     assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
 
 
+@pytest.mark.slow
+def test_last_checkpoint_is_the_last_epoch_whether_or_not_it_improved(run_m3l, tmp_path):
+    """resume=auto continues from last.ckpt: it must hold the last epoch, not the last improvement (mode=min makes
+    every later, better epoch a non-improvement)."""
+    run_m3l("train", "model=dncnn", *TINY, "trainer.max_epochs=3", "callbacks.model_checkpoint.mode=min",
+            "hydra.run.dir=run")
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    best = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=True)
+    assert (last["epoch"], last["global_step"]) == (2, 12) and best["epoch"] < 2
+
 
 def test_resume_auto_finds_the_latest_run_of_the_same_settings(run_m3l, tmp_path):
     """Timestamped run dirs (no hydra.run.dir): resume=auto continues the newest earlier run of the same model and
