@@ -10,7 +10,7 @@ relative path and name, through a temporary file and a rename. Unreadable files 
 warning, and so are images under the model's minimum size (``min_size``: the U-Nets take from their
 padding multiple + 1 pixels on). A model that takes the noise level (FFDNet, DRUNet) needs ``--sigma``
 (0-255), a non-blind FBCNN ``--quality`` (1-100). Copy this file next to the model: it imports nothing
-from m3l, Lightning or Hydra. (Video models and ONNX files: run them yourself, see the README.)
+from m3l, Lightning or Hydra. (Video models and ONNX files: run them yourself, see docs/export.md.)
 
 A ``.pt2`` file is checked before torch reads it (:func:`archive_problem`): one holding pickled weights,
 constants or sample inputs, custom objects, operators other than torch's, or guards and symbolic shapes

@@ -275,7 +275,7 @@ def read_program(path: str | os.PathLike) -> bytes:
     data = Path(path).read_bytes()
     problem = archive_problem(data)
     if problem:
-        raise M3LError(f"{path}: {problem}; refused (a .pt2 file must be data, see the README's Deploy section)")
+        raise M3LError(f"{path}: {problem}; refused (a .pt2 file must be data, see docs/export.md)")
     return data
 
 

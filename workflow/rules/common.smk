@@ -2,6 +2,7 @@
 import json
 import re
 import shlex
+import sys
 
 
 def fail(message):
@@ -39,6 +40,11 @@ if any("{data_root}" in o for o in PRESET.get("overrides", [])) and not DATA_ROO
     fail(
         f"data_root: the {config['preset']} preset needs the folder of its data sets: --config data_root=DIR"
     )
+WEIGHTS_DIR = config.get("weights_dir")
+if WEIGHTS_DIR is not None and not Path(WEIGHTS_DIR).is_dir():
+    fail(
+        f"weights_dir: {WEIGHTS_DIR} is not a folder (it holds the authors' files under their released names)"
+    )
 
 
 def own(model, key):
@@ -59,13 +65,6 @@ for _name in [*MODELS, *{d for m in MODELS for d in model_test_sets(m)}]:
         fail(
             f"{_name!r} is not a usable model or test set name: letters, digits, _ . - only, not starting with . or -"
         )
-
-
-wildcard_constraints:
-    model="|".join(map(re.escape, MODELS)),
-    dataset="|".join(
-        map(re.escape, sorted({d for m in MODELS for d in model_test_sets(m)}))
-    ),
 
 
 def hydra_value(value):
@@ -103,7 +102,7 @@ def overrides(model, task):
     if task == "train":
         args += [*own(model, "train"), *settings.get("train", [])]
         if settings.get("devices", 1) > 1:
-            # One Slurm task: Lightning starts a process per device itself (see the README).
+            # One Slurm task: Lightning starts a process per device itself (see docs/cluster.md).
             args += [
                 f"trainer.devices={settings['devices']}",
                 "++trainer.plugins=[{_target_:lightning_fabric.plugins.environments.LightningEnvironment}]",
@@ -127,3 +126,123 @@ def m3l_args(task, *outputs):
     return lambda wildcards: shlex.join(
         overrides(wildcards.model, task) + [o.format(**wildcards) for o in outputs]
     )
+
+
+# The published preset runs what is on this machine: a model whose weights file or test set is missing is left
+# out now, with one line on stderr saying what is missing and how to supply it, instead of failing mid-run.
+# WEIGHTS_FILES: {model: its released file to convert}; a model not in it converts its entry (from torch.hub's
+# cache, or downloaded) or its file.
+WEIGHTS_FILES = {}
+WEIGHTS_SCRIPT = Path(workflow.basedir) / "scripts" / "weights.py"
+
+
+def protocol_folders(model):
+    """{test set: folder} that the model's test settings give a set: its preset's protocol file
+    (protocol/<preset>/<model>.yaml, the user's config folders first), then the data.test_sets of the
+    preset's, the model's and its weights entry's overrides; a set none of them names is left out.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra_plugins.m3l_searchpath.m3l_searchpath import user_config_dirs
+
+    import m3l.configs
+
+    settings = config["models"][model]
+    args = [
+        a.replace("{data_root}", str(DATA_ROOT))
+        for a in [
+            *own(model, "overrides"),
+            *settings.get("overrides", []),
+            *weights_protocol(model),
+        ]
+    ]
+    folders = {}
+    preset = next((a.split("=", 1)[1] for a in args if a.startswith("preset=")), None)
+    roots = [*user_config_dirs(), Path(m3l.configs.__file__).parent]
+    files = [r / "protocol" / str(preset) / f"{settings['model']}.yaml" for r in roots]
+    for file in [f for f in files if preset and f.is_file()][:1]:
+        data = (yaml.safe_load(file.read_text()) or {}).get("data") or {}
+        for name, folder in (data.get("test_sets") or {}).items():
+            folders[name] = str(folder).replace("${data_root}", str(DATA_ROOT))
+    for arg in args:
+        if arg.lstrip("+").startswith("data.test_sets="):
+            value = OverridesParser.create().parse_overrides([arg])[0].value()
+            folders.update(value if isinstance(value, dict) else {})
+    return {k: str(v) for k, v in folders.items() if v and "${" not in str(v)}
+
+
+def missing(model):
+    """What of the published model is not on this machine (its weights file, its test sets) and how to supply
+    it, in one line; None when everything is there. Records the file to convert in WEIGHTS_FILES.
+    """
+    from m3l.hub import WEIGHTS, local_weights
+
+    problems = []
+    weights = str(config["models"][model]["weights"])
+    entry = WEIGHTS.get(weights)
+    if entry is not None:
+        found = local_weights(entry, WEIGHTS_DIR, cache=False) if WEIGHTS_DIR else None
+        if found is not None:
+            WEIGHTS_FILES[model] = found
+        elif WEIGHTS_DIR is not None and local_weights(entry) is None:
+            problems.append(
+                f"no {entry.released_name} in weights_dir {WEIGHTS_DIR} nor in torch.hub's cache "
+                f"(download it from {entry.url} into {WEIGHTS_DIR})"
+            )
+    else:
+        candidates = [Path(weights)] + (
+            [Path(WEIGHTS_DIR) / weights] if WEIGHTS_DIR else []
+        )
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            problems.append(
+                f"weights: {weights} is neither an entry of m3l/hub.py's table (python -m m3l.run.list) nor a "
+                f"file{' in weights_dir ' + str(WEIGHTS_DIR) if WEIGHTS_DIR else ''}"
+            )
+        else:
+            WEIGHTS_FILES[model] = found
+    known = protocol_folders(model)
+    for name, folder in model_test_sets(model).items():
+        folder = (folder or known.get(name) or "").replace(
+            "{data_root}", str(DATA_ROOT)
+        )
+        if folder and not Path(folder).is_dir():
+            problems.append(
+                f"no test set {name} ({folder} is not a folder: put the set there, python -m "
+                f"m3l.data.standard_sets says where each comes from, or give test_sets: {{{name}: DIR}})"
+            )
+    return "; ".join(problems) or None
+
+
+def weights_command(model, files, out):
+    """The command that writes the published model's converted weights to ``out``."""
+    from m3l.hub import WEIGHTS
+
+    weights = str(config["models"][model]["weights"])
+    # an entry's released file, found under weights_dir: converted with the entry's class and layout
+    if files and weights in WEIGHTS:
+        return ["python", str(WEIGHTS_SCRIPT), weights, str(files[0]), out]
+    source = str(files[0]) if files else weights
+    return ["python", "-m", "m3l.hub", "convert", source, out]
+
+
+if PUBLISHED:
+    _kept = []
+    for _model in MODELS:
+        _problem = missing(_model)
+        if _problem:
+            print(f"published: {_model} left out: {_problem}", file=sys.stderr)
+        else:
+            _kept.append(_model)
+    if not _kept:
+        sys.exit(
+            f"published: none of the models {', '.join(MODELS)} has its weights and test sets here "
+            "(the lines above say what is missing)"
+        )
+    MODELS = _kept
+
+
+wildcard_constraints:
+    model="|".join(map(re.escape, MODELS)),
+    dataset="|".join(
+        map(re.escape, sorted({d for m in MODELS for d in model_test_sets(m)}))
+    ),
