@@ -18,15 +18,14 @@ from conftest import REPO, write_images
 from m3l.checkpoint import load_weights
 from m3l.errors import M3LError
 from m3l.io.export import export_net, load_exported
-from m3l.models.arcnn import ARCNN
+from m3l.engine.restoration import required_arguments
+from m3l.models._registry import families
 from m3l.models.dncnn import DnCNN
-from m3l.models.drunet import DRUNet
 from m3l.models.fbcnn import FBCNN
 from m3l.models.ffdnet import FFDNet
-from m3l.models.identity import Identity
 from m3l.models.nafnet import NAFNet
 from m3l.models.restormer import Restormer
-from m3l.models.video import FastDVDnet, PerFrame
+from m3l.models.video import PerFrame
 
 TINY_NET = ["net.depth=3", "net.width=8"]  # the architecture of conftest's tiny_checkpoint
 
@@ -194,22 +193,18 @@ def test_a_file_that_does_not_match_the_net_is_not_kept(tmp_path, monkeypatch):
     assert not (tmp_path / "x.pt").exists()
 
 
-# Every zoo net at a tiny size (the widths of tests/test_zoo.py): (net, channels, side inputs of its file).
-ZOO = {
-    "dncnn": (lambda: DnCNN(1, depth=3, width=8), 1, []),
-    "arcnn": (lambda: ARCNN(1, (8, 4, 4)), 1, []),
-    "identity": (lambda: Identity(1), 1, []),
-    "ffdnet": (lambda: FFDNet(1, depth=4, width=8), 1, ["sigma"]),
-    "drunet": (lambda: DRUNet(1, (8, 16, 32, 64), 1), 1, ["sigma"]),
-    "fbcnn": (lambda: FBCNN(3, (8, 16, 32, 64), 1, 16), 3, []),  # blind: the quality is not used, not an input
+# Every family of the registry at its tiny size (Family.tiny: a new family is tested without editing this list),
+# and variants that are not families of their own: (net, channels, side inputs of its file).
+ZOO = {name: (lambda family=family: family.build(1), 1, sorted(required_arguments(family.build(1))))
+       for name, family in families().items()}
+ZOO |= {
     "fbcnn-quality": (lambda: FBCNN(1, (8, 16, 32, 64), 1, 16, blind=False), 1, ["quality"]),
     # NAFNet with TLC: windows under and over the sizes below (without: test_nafnet_and_ffdnet_export_end_to_end)
     "nafnet-tlc": (lambda: NAFNet(3, 8, (1,), 1, (1,), tlc_size=12), 3, []),
-    "restormer": (lambda: Restormer(3, 8, (1, 1), (1, 2), 1), 3, []),
-    "fastdvdnet": (lambda: FastDVDnet(1, (8, 8, 8), 4), 1, ["sigma"]),
+    "restormer-color": (lambda: Restormer(3, 8, (1, 1), (1, 2), 1), 3, []),
     "per_frame": (lambda: PerFrame(DnCNN(1, depth=3, width=4)), 1, []),
 }
-SLOW = {"restormer", "nafnet-tlc", "fastdvdnet"}  # torch.export takes > 5 s for them on 2 cores
+SLOW = {"restormer", "restormer-color", "nafnet", "nafnet-tlc", "fastdvdnet"}  # torch.export takes > 5 s for them on 2 cores
 # Two batches at sizes that are not multiples of 8 (nor of the 64x64 export example): 11 < 12, NAFNet's TLC window.
 SIZES = [(1, (19, 30)), (2, (37, 11))]
 

@@ -12,7 +12,8 @@ from m3l.models.ffdnet import FFDNet
 from m3l.models.identity import Identity
 from m3l.models.nafnet import NAFNet, local_mean
 from m3l.models.restormer import Restormer
-from m3l.engine.restoration import RestorationModule
+from m3l.engine.restoration import RestorationModule, required_arguments
+from m3l.models._registry import families
 
 
 def n_params(net):
@@ -41,17 +42,14 @@ def test_parameter_count_matches_the_paper(name):
     assert f"{count / 1e6:.{len(paper.split('.')[1])}f}" == paper
 
 
-SMALL = {  # (net with a small width, side information)
-    "ffdnet": (lambda c: FFDNet(c, depth=4, width=8), {"sigma": torch.tensor([0.1, 0.2])}),
-    "drunet": (lambda c: DRUNet(c, (8, 16, 32, 64), 1), {"sigma": torch.tensor([0.1, 0.2])}),
-    "arcnn": (lambda c: ARCNN(c, (8, 4, 4)), {}),
-    "fbcnn": (lambda c: FBCNN(c, (8, 16, 32, 64), 1, 16), {}),
+# Every family of the registry with its tiny settings (a new family is tested without editing this test), and
+# variants that are not families of their own: (net with a small width, side information).
+SMALL = {name: (lambda c, family=family: family.build(c), None) for name, family in families().items()}
+SMALL |= {
     "fbcnn-quality": (lambda c: FBCNN(c, (8, 16, 32, 64), 1, 16, blind=False), {"quality": torch.tensor([0.1, 0.9])}),
-    "nafnet": (lambda c: NAFNet(c, 8, (1, 1), 1, (1, 1)), {}),
     "nafnet-tlc": (lambda c: NAFNet(c, 8, (1, 1), 1, (1, 1), tlc_size=12), {}),
-    "restormer": (lambda c: Restormer(c, 8, (1, 1, 1, 1), (1, 2, 2, 2), 1), {}),
-    "identity": (lambda c: Identity(c), {}),
 }
+SIDE = {"sigma": torch.tensor([0.1, 0.2]), "quality": torch.tensor([0.1, 0.9])}
 
 
 @pytest.mark.parametrize("name", list(SMALL))
@@ -59,10 +57,24 @@ SMALL = {  # (net with a small width, side information)
 def test_forward_keeps_odd_sizes(name, channels, size):
     build, side = SMALL[name]
     net = build(channels).eval()
-    x = torch.rand(2, channels, *size)
+    side = {k: SIDE[k] for k in required_arguments(net)} if side is None else side  # what forward needs
+    frames = getattr(net, "frames", None)  # a video net: a window of frames in, its centre frame out
+    x = torch.rand(2, channels, *size) if frames is None else torch.rand(2, frames, channels, *size)
     with torch.no_grad():
         y = net(x, **side)
-    assert y.shape == x.shape and torch.isfinite(y).all()
+    assert y.shape == (2, channels, *size) and torch.isfinite(y).all()
+
+
+def test_every_family_is_registered_with_working_tiny_settings():
+    """The registry lists every family file of m3l/models/ (each registers itself) and each tiny net is small."""
+    from pathlib import Path
+
+    import m3l.models
+
+    files = {p.stem for p in Path(m3l.models.__file__).parent.glob("*.py")} - {"__init__", "common"}
+    assert {f.net.__module__.rsplit(".", 1)[-1] for f in families().values()} == {f for f in files if f[0] != "_"}
+    for family in families().values():
+        assert n_params(family.build(1)) < 100_000, family.name
 
 
 def test_noise_level_map_changes_the_output():

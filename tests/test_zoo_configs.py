@@ -5,20 +5,29 @@ import torch
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 
+from m3l.checkpoint import override
+from m3l.models._registry import families, family_of
 from m3l.run.common import build_module, register_search_path
 
-SMALL_NETS = {
-    "identity": [],
-    "dncnn_b": ["net.depth=3", "net.width=4"],
-    "dncnn3": ["net.depth=3", "net.width=4"],
-    "ffdnet": ["net.depth=3", "net.width=4"],
-    "drunet": ["net.widths=[4,8]", "net.blocks=1"],
-    "arcnn": ["net.widths=[4,4,4]"],
-    "fbcnn": ["net.widths=[4,8]", "net.blocks=1", "net.embedding=8"],
-    "nafnet": ["net.width=4", "net.encoder_blocks=[1]", "net.decoder_blocks=[1]", "net.tlc_size=16"],
-    "nafnet_sidd": ["net.width=4", "net.encoder_blocks=[1]", "net.decoder_blocks=[1]", "net.middle_blocks=1"],
-    "restormer": ["net.width=4", "net.num_blocks=[1,1]", "net.heads=[1,1]", "net.refinement_blocks=1"],
-}
+
+def image_models() -> dict[str, list[str]]:
+    """``{model config: tiny net overrides}`` of the built-in model configs whose net is an image family's, with
+    that family's tiny settings (from the registry: a new family's configs are tested without editing this file;
+    the video models: tests/test_video.py)."""
+    from importlib.resources import files
+
+    models = {}
+    with initialize_config_module("m3l.configs", version_base="1.3"):
+        for config in sorted((files("m3l.configs") / "model").iterdir(), key=lambda p: p.name):
+            name = config.name.removesuffix(".yaml")
+            family = family_of(compose("train", overrides=[f"model={name}"]).net._target_)
+            if family and not hasattr(families()[family].net, "frames"):
+                tiny = [override(key, value) for key, value in families()[family].tiny.items()]
+                models[name] = tiny + ["net.tlc_size=16"] * (family == "nafnet")  # NAFNet's test-time windows too
+    return models
+
+
+IMAGE_MODELS = image_models()
 
 
 @pytest.fixture(autouse=True)
@@ -28,9 +37,9 @@ def no_user_configs(monkeypatch, tmp_path):
     register_search_path()
 
 
-@pytest.mark.parametrize("model", list(SMALL_NETS))
+@pytest.mark.parametrize("model", list(IMAGE_MODELS))
 def test_model_config_trains_a_step_on_its_own_data(model):
-    overrides = [f"model={model}", *SMALL_NETS[model], "data.deadleaves.count=2", "data.deadleaves.size=64",
+    overrides = [f"model={model}", *IMAGE_MODELS[model], "data.deadleaves.count=2", "data.deadleaves.size=64",
                  "data.patches_per_epoch=2", "data.train_batch_size=2", "data.num_workers=0"]
     with initialize_config_module("m3l.configs", version_base="1.3"):
         cfg = compose("train", overrides=overrides)
