@@ -217,3 +217,31 @@ def test_release_writes_the_net_weights_alone(published, tmp_path, capsys):
     assert f"sha256: {hub.sha256(tmp_path / 'release' / 'w.pth')}" in capsys.readouterr().out
     assert same_weights(hub.load_pretrained(DnCNN(**ARCH), tmp_path / "release" / "w.pth"), net)
     assert hub.main([str(tmp_path / "missing.ckpt"), str(tmp_path / "x.pth")]) == 2
+
+
+def test_entries_released_under_one_name_cache_apart_and_an_unpinned_entry_refuses_another_file(tmp_path, monkeypatch):
+    """Two entries whose files are both released as model.pth (FastDVDnet's habit) each cache under a name of
+    their own (<entry>.<ext>, <entry>-<sha8>.<ext> when pinned) and each loads its own weights; an entry without a
+    pinned sha256 keeps the hash of its first download and refuses a different file later, in one line."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    nets, entries = [], []
+    for i in range(2):
+        torch.manual_seed(i)
+        nets.append(DnCNN(**ARCH).eval())
+        path = tmp_path / f"server{i}" / "model.pth"
+        path.parent.mkdir()
+        torch.save(nets[i].state_dict(), path)
+        entries.append(hub.Weights(model="dncnn", variant=f"release{i}", url=path.as_uri(),
+                                   sha256=hub.sha256(path) if i else None, target="m3l.models.dncnn.DnCNN", net=ARCH))
+    for net, entry in zip(nets, entries):
+        assert same_weights(hub.load_pretrained(DnCNN(**ARCH), entry), net)
+    cache = tmp_path / "torch_home" / "hub" / "checkpoints"
+    assert sorted(p.name for p in cache.glob("*.pth")) == [
+        "dncnn_release0.pth", f"dncnn_release1-{entries[1].sha256[:8]}.pth"]
+    assert not (cache / "model.pth").exists()
+
+    (cache / "dncnn_release0.pth").unlink()
+    torch.save(nets[1].state_dict(), tmp_path / "server0" / "model.pth")  # the server's file changed
+    with pytest.raises(M3LError, match=r"^pretrained dncnn_release0: .* does not have the recorded .* sha256"):
+        hub.load_pretrained(DnCNN(**ARCH), entries[0])
+    assert not (cache / "dncnn_release0.pth").exists()
