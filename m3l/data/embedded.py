@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -51,9 +50,8 @@ def dead_leaves_images(count: int = 100, size: int = 128, seed: int = 0, channel
             pass  # a damaged cache file is simply rebuilt
     images = np.stack(dead_leaves_set(count, 2 * size, seed=seed, channels=channels, rmin=2 * rmin))
     images = images.reshape(count, channels, size, 2, size, 2).mean(axis=(3, 5)).astype(np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
+    from m3l.io.atomic import atomic_write
+
+    with atomic_write(path) as f:
         np.save(f, images)
-    os.replace(tmp, path)
     return images

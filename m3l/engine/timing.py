@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -88,8 +87,7 @@ class TimeSplit(Callback):
         record = {"fit": round(fit, 3), **{k: round(v, 3) for k, v in self.parts.items()}}
         record["other"] = round(max(0.0, fit - sum(self.parts.values())), 3)
         record["steps"] = trainer.global_step
-        path = Path(trainer.default_root_dir) / "timing.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(record, indent=1) + "\n")
-        os.replace(tmp, path)
+        from m3l.io.atomic import atomic_write
+
+        with atomic_write(Path(trainer.default_root_dir) / "timing.json", "w") as f:
+            f.write(json.dumps(record, indent=1) + "\n")

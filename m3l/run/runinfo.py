@@ -85,7 +85,9 @@ def write_run_info(info: dict, folder: str | os.PathLike) -> Path:
     if not is_rank_zero():
         return folder / "run.yaml"
     folder.mkdir(parents=True, exist_ok=True)
-    path, tmp = folder / "run.yaml", folder / ".run.yaml.tmp"
-    tmp.write_text(yaml.safe_dump(info, sort_keys=False, allow_unicode=True))
-    os.replace(tmp, path)
+    from m3l.io.atomic import atomic_write
+
+    path = folder / "run.yaml"
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write(yaml.safe_dump(info, sort_keys=False, allow_unicode=True))
     return path

@@ -12,7 +12,6 @@ Returns ``optimized_metric`` (best validation PSNR by default) for Hydra sweeper
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -128,15 +127,10 @@ def resume_path(cfg: DictConfig) -> str | None:
 
 def copy_atomic(source: str | Path, target: str | Path) -> None:
     """Copy ``source`` to ``target`` through a temporary file beside it (see :mod:`m3l.io.atomic`)."""
-    from m3l.io.atomic import discard, temporary
+    from m3l.io.atomic import atomic_write
 
-    tmp = temporary(target)
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        discard(tmp)
-        raise
+    with open(source, "rb") as src, atomic_write(target) as dst:
+        shutil.copyfileobj(src, dst)
 
 
 def train(cfg: DictConfig) -> float | None:
