@@ -201,15 +201,18 @@ def missing(model):
         else:
             WEIGHTS_FILES[model] = found
     known = protocol_folders(model)
+    absent = []
     for name, folder in model_test_sets(model).items():
         folder = (folder or known.get(name) or "").replace(
             "{data_root}", str(DATA_ROOT)
         )
         if folder and not Path(folder).is_dir():
-            problems.append(
-                f"no test set {name} ({folder} is not a folder: put the set there, python -m "
-                f"m3l.data.standard_sets says where each comes from, or give test_sets: {{{name}: DIR}})"
-            )
+            absent.append(f"{name} ({folder})")
+    if absent:
+        problems.append(
+            f"no test set {', '.join(absent)}: put it there (python -m m3l.data.standard_sets says where "
+            "each comes from) or give test_sets: {NAME: DIR}"
+        )
     return "; ".join(problems) or None
 
 
