@@ -189,14 +189,15 @@ def missing(model):
                 f"(download it from {entry.url} into {WEIGHTS_DIR})"
             )
     else:
-        candidates = [Path(weights)] + (
-            [Path(WEIGHTS_DIR) / weights] if WEIGHTS_DIR else []
-        )
+        candidates = [
+            Path(weights),
+            *([Path(WEIGHTS_DIR, weights)] if WEIGHTS_DIR else []),
+        ]
         found = next((c for c in candidates if c.is_file()), None)
         if found is None:
             problems.append(
                 f"weights: {weights} is neither an entry of m3l/hub.py's table (python -m m3l.run.list) nor a "
-                f"file{' in weights_dir ' + str(WEIGHTS_DIR) if WEIGHTS_DIR else ''}"
+                f"file{f' in weights_dir {WEIGHTS_DIR}' if WEIGHTS_DIR else ''}"
             )
         else:
             WEIGHTS_FILES[model] = found
