@@ -78,3 +78,16 @@ def test_evaluate_returns_the_requested_metrics():
     x = torch.rand(2, 3, 16, 16)
     values = metrics.evaluate(x, x.flip(0), ("psnr", "ssim", "psnrb"), y_channel=True, crop_border=1)
     assert list(values) == ["psnr", "ssim", "psnrb"] and all(v.shape == (2,) for v in values.values())
+
+
+def test_metric_columns_come_from_the_metrics_table():
+    """One table of metric columns (m3l.engine.metrics.METRICS): tables' order and labels, summaries and the
+    metrics config key read it."""
+    from m3l.engine.metrics import DEFAULT_METRICS, METRICS, protocol
+    from m3l.io import tables
+
+    assert tables.METRIC_LABELS == {name: metric.label for name, metric in METRICS.items()}
+    assert tables.METRIC_ORDER == tuple(METRICS) and tables.SUMMARY_COLUMNS[3:] == list(DEFAULT_METRICS)
+    rows = [{"dataset": "s", "degradation": "d", "image": i, **{n: float(i) for n in METRICS}} for i in range(2)]
+    assert list(tables.summarize(rows).columns)[3:] == list(METRICS)
+    assert protocol({"psnrb": True})[0] == tuple(METRICS) and protocol({})[0] == DEFAULT_METRICS

@@ -20,6 +20,8 @@ cropped by ``crop_border`` pixels on every side.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -104,13 +106,28 @@ def psnrb(output: torch.Tensor, target: torch.Tensor, y_channel: bool = False, c
     return (10 * torch.log10(1.0 / (mse + blocking_effect_factor(x)))).mean(1)
 
 
-METRICS = {"psnr": psnr, "ssim": ssim, "psnrb": psnrb}
+@dataclass(frozen=True)
+class Metric:
+    """One metric column of m3l's tables (test summaries, per-image tables, the workflow's report)."""
+
+    measure: Callable[..., torch.Tensor]  # (output, target, y_channel, crop_border) -> per-image values
+    label: str                            # the report's column heading
+    always: bool = True                   # measured by every test; False: only when the protocol asks (metrics.NAME)
 
 
-def evaluate(output: torch.Tensor, target: torch.Tensor, names=("psnr", "ssim"), y_channel: bool = False,
+# Every metric column, in the order tables print them: adding a metric is one line here (and its function).
+METRICS: dict[str, Metric] = {
+    "psnr": Metric(psnr, "PSNR (dB)"),
+    "ssim": Metric(ssim, "SSIM"),
+    "psnrb": Metric(psnrb, "PSNR-B (dB)", always=False),  # JPEG artifact removal: metrics.psnrb=true
+}
+DEFAULT_METRICS = tuple(name for name, metric in METRICS.items() if metric.always)
+
+
+def evaluate(output: torch.Tensor, target: torch.Tensor, names=DEFAULT_METRICS, y_channel: bool = False,
              crop_border: int = 0) -> dict[str, torch.Tensor]:
-    """``{name: per-image values}`` for the metrics ``names`` (of ``psnr``, ``ssim``, ``psnrb``)."""
-    return {name: METRICS[name](output, target, y_channel, crop_border) for name in names}
+    """``{name: per-image values}`` for the metrics ``names`` (keys of :data:`METRICS`)."""
+    return {name: METRICS[name].measure(output, target, y_channel, crop_border) for name in names}
 
 
 def protocol(config=None) -> tuple[tuple[str, ...], dict]:
@@ -119,8 +136,11 @@ def protocol(config=None) -> tuple[tuple[str, ...], dict]:
     from m3l.errors import M3LError
 
     options = dict(config or {})
-    names = ("psnr", "ssim", "psnrb") if options.pop("psnrb", False) else ("psnr", "ssim")
+    optional = [name for name, metric in METRICS.items() if not metric.always]
+    asked = {name: bool(options.pop(name, False)) for name in optional}
+    names = tuple(name for name in METRICS if METRICS[name].always or asked.get(name))
     kwargs = {"y_channel": bool(options.pop("y_channel", False)), "crop_border": int(options.pop("crop_border", 0))}
     if options:
-        raise M3LError(f"metrics: unknown key(s) {sorted(options)}; known: psnrb, y_channel, crop_border")
+        known = ", ".join([*optional, "y_channel", "crop_border"])
+        raise M3LError(f"metrics: unknown key(s) {sorted(options)}; known: {known}")
     return names, kwargs

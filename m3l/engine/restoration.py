@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from m3l.engine import metrics
+from m3l.engine.metrics import DEFAULT_METRICS
 from m3l.engine.metrics import protocol as metric_protocol
 from m3l.engine.ensemble import ensembled
 from m3l.errors import M3LError
@@ -199,7 +200,7 @@ class RestorationModule(pl.LightningModule):
             self.frame_rows = gather_rows(self.frame_rows, order_of=self.test_rows)
         summary = summarize(self.test_rows)
         for row in summary.itertuples():
-            for metric in ("psnr", "ssim"):
+            for metric in DEFAULT_METRICS:
                 self.log(f"test/{row.dataset}/{row.degradation}/{metric}", getattr(row, metric),
                          add_dataloader_idx=False)
 

@@ -12,21 +12,25 @@ import pandas as pd
 from m3l.io.atomic import atomic_write, remove_temporaries
 from m3l.errors import M3LError
 
-SUMMARY_COLUMNS = ["dataset", "degradation", "n_images", "psnr", "ssim"]
+from m3l.engine.metrics import DEFAULT_METRICS, METRICS
+
+SUMMARY_COLUMNS = ["dataset", "degradation", "n_images", *DEFAULT_METRICS]
 INPUT_ROW = "degraded input"  # the benchmark's row of the test images before correction
-METRIC_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "psnrb": "PSNR-B (dB)"}
+METRIC_ORDER = tuple(METRICS)  # every metric column, in m3l.engine.metrics.METRICS's order
+METRIC_LABELS = {name: metric.label for name, metric in METRICS.items()}
 
 
 def summarize(per_image) -> pd.DataFrame:
-    """One row per (dataset, degradation): ``n_images`` and mean ``psnr`` / ``ssim`` (and ``psnrb`` when
-    measured, see the ``metrics`` config key), in first-seen order."""
+    """One row per (dataset, degradation): ``n_images`` and the mean of every metric column measured (those of
+    :data:`m3l.engine.metrics.METRICS` the rows have: the default ones, and ``psnrb`` when the ``metrics``
+    config key asks for it), in first-seen order."""
     frame = pd.DataFrame(per_image)
     if frame.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
-    extra = {"psnrb": ("psnrb", "mean")} if "psnrb" in frame else {}
+    measured = [name for name in METRICS if name in frame]
     grouped = frame.groupby(["dataset", "degradation"], sort=False)
-    summary = grouped.agg(n_images=("image", "size"), psnr=("psnr", "mean"), ssim=("ssim", "mean"), **extra)
-    return summary.reset_index()[SUMMARY_COLUMNS + list(extra)]
+    summary = grouped.agg(n_images=("image", "size"), **{name: (name, "mean") for name in measured})
+    return summary.reset_index()[["dataset", "degradation", "n_images", *measured]]
 
 
 def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
@@ -42,8 +46,6 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
         raise M3LError(f"cannot write {path}: {error.strerror or error}") from None
     return path
 
-
-METRIC_ORDER = ("psnr", "ssim", "psnrb")
 
 
 def paper_order(pairs) -> list[tuple[str, str]]:
@@ -102,8 +104,8 @@ def input_summary(per_image) -> pd.DataFrame:
     once). Empty where no table has them."""
     frames = [pd.DataFrame(f) for f in (per_image if isinstance(per_image, (list, tuple)) else [per_image])]
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    inputs = {f"{m}_input": m for m in ("psnr", "ssim", "psnrb")}
-    if not {"psnr_input", "ssim_input"} <= set(frame.columns):
+    inputs = {f"{m}_input": m for m in METRICS}
+    if not {f"{m}_input" for m in DEFAULT_METRICS} <= set(frame.columns):
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     frame = frame.drop_duplicates(["dataset", "degradation", "image"])
     keep = ["dataset", "degradation", "image", *(c for c in inputs if c in frame)]
