@@ -1,7 +1,7 @@
 """The authors' released weights, tested here with the published protocol, next to the published numbers.
 
-Runs every entry of the weights table (m3l/hub.py) whose file is under ``--weights`` (found by its released
-file name, checked against the table's sha256) and whose test sets are under ``--data-root``, through the
+Runs every entry of the weights table (m3l.hub.WEIGHTS: each family's entries, m3l/models/<family>.py) whose
+file is under ``--weights`` (found by its released file name, checked against the table's sha256) and whose test sets are under ``--data-root``, through the
 real command ``python -m m3l.run.test model=M net.pretrained=FILE <the entry's protocol>``, and prints
 measured | published | delta for each published number (test set / degradation / metric).
 
@@ -28,8 +28,6 @@ from common import RESULTS
 
 from m3l import hub
 
-# The folders of the standard sets (../shared/data/README.md) named in the table's metrics.
-FOLDERS = {"set12": "set12", "bsd68": "bsd68", "live1": "live1_gray", "classic5": "classic5", "cbsd68": "cbsd68"}
 
 
 def find_file(entry: hub.Weights, weights: Path) -> Path | None:
@@ -40,7 +38,7 @@ def find_file(entry: hub.Weights, weights: Path) -> Path | None:
 
 def missing_sets(entry: hub.Weights, data_root: Path) -> list[str]:
     sets = dict.fromkeys(key.split("/")[0] for key in entry.metrics)
-    return [s for s in sets if not (data_root / FOLDERS.get(s, s)).is_dir()]
+    return [s for s in sets if not (data_root / s).is_dir()]  # a test set's name is its folder's
 
 
 def measure(entry: hub.Weights, path: Path, data_root: Path, run_dir: Path, ensemble: str) -> pd.DataFrame:
@@ -71,7 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", type=Path, required=True)
     parser.add_argument("--weights", type=Path, required=True)
-    parser.add_argument("--only", nargs="*", help="entry names (m3l/hub.py WEIGHTS)")
+    parser.add_argument("--only", nargs="*", help="entry names (python -m m3l.run.list weights)")
     parser.add_argument("--ensemble", default="none", choices=["none", "x8"], help="test-time self-ensemble")
     args = parser.parse_args()
     out = RESULTS / "published.csv"

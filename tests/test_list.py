@@ -33,7 +33,7 @@ def test_lists_every_model_config_and_weights_entry_with_what_is_downloaded(m3l_
     result = subprocess.run([sys.executable, "-m", "m3l.run.list"], env=env, capture_output=True, text=True,
                             timeout=300, check=True)
     listed = rows(result.stdout)
-    configs = sorted(p.stem for p in (REPO / "configs" / "model").glob("*.yaml"))
+    configs = sorted(p.stem for p in (REPO / "m3l" / "configs" / "model").glob("*.yaml"))
     assert len(configs) > 10 and all(f"configs/model/{name}.yaml" in listed.get(name, "") for name in configs)
     assert "| DnCNN | 556,097 | 6 |" in listed["dncnn"]  # DnCNN-17 with 64 channels, 6 weights entries
     mine = sum(p.numel() for p in DnCNN(depth=3, width=4).parameters())
@@ -52,3 +52,16 @@ def test_weights_alone(capsys, monkeypatch):
     assert main(["weights"]) == 0
     listed = rows(capsys.readouterr().out)
     assert set(WEIGHTS) <= set(listed) and "dncnn" not in listed  # no models table
+
+
+def test_families_alone(capsys, monkeypatch):
+    """Every family of the registry, with its layouts and its weights entries."""
+    from m3l.models._registry import families
+    from m3l.run.list import main
+
+    monkeypatch.setenv("COLUMNS", "250")
+    assert main(["families"]) == 0
+    listed = rows(capsys.readouterr().out)
+    assert set(families()) <= set(listed) and "dncnn_sigma25" not in listed  # no weights table
+    assert "matconvnet_dncnn, kair_dncnn | 13 | m3l/models/dncnn.py" in listed["dncnn"]
+    assert listed["fastdvdnet"].startswith("fastdvdnet | m3l.models.video.FastDVDnet | fastdvdnet | 1 |")

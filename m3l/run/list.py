@@ -1,9 +1,12 @@
-"""What m3l can run: ``python -m m3l.run.list [models|weights]``.
+"""What m3l can run: ``python -m m3l.run.list [models|weights|families]``.
 
 ``models``: every model config (``model=NAME``; yours in ``~/.config/m3l/model/`` too), with its data and
 degradation, its net, the parameters of its default (CPU-sized) net, its released weights and its config file.
 ``weights``: every entry of the pretrained weights table (:data:`m3l.hub.WEIGHTS`, ``net.pretrained=NAME``): its
-model and family, what it is published to reach, and whether it is already in torch.hub's cache. Both by default.
+model and family, what it is published to reach, and whether it is already in torch.hub's cache. ``families``
+(listed first): every model family of the registry (:mod:`m3l.models._registry`, each in ``m3l/models/<family>.py``):
+its net, the layouts of the released files it converts, its weights entries (its name is also its torch.hub
+entry point). All three by default.
 """
 
 from __future__ import annotations
@@ -70,6 +73,15 @@ def weights_rows() -> list[tuple[str, ...]]:
             for w in WEIGHTS.values()]
 
 
+def family_rows() -> list[tuple[str, ...]]:
+    """``(family, net, layouts, weights entries, file)`` of each family of the registry."""
+    from m3l.models._registry import families
+
+    return [(name, family.target, ", ".join(layout.name for layout in family.layouts) or "-",
+             str(len(family.weights) or "-"), f"m3l/models/{family.net.__module__.rsplit('.', 1)[-1]}.py")
+            for name, family in families().items()]
+
+
 def show(title: str, columns: tuple[str, ...], rows, console: Console) -> None:
     table = Table(title=title)
     for column in columns:
@@ -81,9 +93,12 @@ def show(title: str, columns: tuple[str, ...], rows, console: Console) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m m3l.run.list", description=__doc__.splitlines()[0])
-    parser.add_argument("what", nargs="?", choices=("models", "weights"), help="list only these (default: both)")
+    parser.add_argument("what", nargs="?", choices=("models", "weights", "families"), help="list only these (default: all)")
     args = parser.parse_args(argv)
     console = Console()
+    if args.what in (None, "families"):
+        show("families: torch.hub.load(REPO, FAMILY, pretrained=True|NAME|FILE)",
+             ("family", "net", "layouts (net.pretrained=FILE)", "weights", "file"), family_rows(), console)
     if args.what in (None, "models"):
         show("models: python -m m3l.run.train|test|correct model=NAME",
              ("model", "data (degradation)", "net", "parameters (default net)", "weights", "config"), model_rows(),
