@@ -7,8 +7,8 @@ noise-level map (``sigma`` on the [0, 1] scale, from ``batch["side"]["sigma"]``)
 are added. Widths 64-128-256-512, 4 blocks: 32,638,656 parameters gray, 32,640,960 color (the paper's "32.64M").
 Sizes that are not multiples of 8 are padded by replication and cropped back (KAIR's ``test_pad``).
 It is the authors' network (``UNetRes`` of cszn/KAIR and cszn/DPIR, ``models/network_unet.py``, with
-the noise level map as its last input plane); their files load through ``net.pretrained=PATH`` (see
-m3l/layouts/drunet.py).
+the noise level map as its last input plane); their files load through ``net.pretrained=PATH`` (their
+layout, below the net).
 
 The released weights (KAIR's ``drunet_gray.pth``, ``drunet_color.pth``) are below the net: their layout and
 weights entries.

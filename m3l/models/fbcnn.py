@@ -7,7 +7,7 @@ per level a transposed conv up and 4 quality-factor attention blocks whose resid
 ``gamma`` / ``beta`` computed from an embedding of the quality factor). Color: 71,921,796 parameters
 (the published 71.92M). Sizes that are not multiples of 8 are padded by replication and cropped back.
 At the paper's size it is the authors' network (``models/network_fbcnn.py`` of jiaxi-jiang/FBCNN; their
-files load through ``net.pretrained=PATH``, see m3l/layouts/fbcnn.py).
+files load through ``net.pretrained=PATH``: their layout is below the net).
 
 ``forward(x, quality=None)`` returns the restored image; the predicted quality factor (in [0, 1], the
 quality over 100) is kept in ``predicted_quality``. As the authors', the predictor and the embedding
