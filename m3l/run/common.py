@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import json
 import os
 import sys
 import threading
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
 import m3l  # noqa: F401  (registers the m3l.* resolvers)
@@ -122,6 +123,25 @@ def require_plugins(overrides: list[str]) -> None:
             if equals and key.lstrip("+~") == group and value.startswith(prefix) and value not in ("", "null"):
                 for module in modules:
                     require_extra(module, extra, override)
+        if equals and key.lstrip("+") == "hydra.sweeper.storage" and value.strip("'\"") not in ("", "null"):
+            require_study_storage(override)
+
+
+def require_study_storage(override: str) -> None:
+    """A study kept in a database (``hydra.sweeper.storage=sqlite:///FILE``) with optuna 2 (the one
+    hydra-optuna-sweeper 1.3.0 takes) needs SQLAlchemy 1, which m3l's optuna extra does not pin (it would hold
+    Snakemake at 9.16); with SQLAlchemy 2, optuna fails on an assertion deep in its storage: one line instead."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        optuna, sqlalchemy = version("optuna"), version("SQLAlchemy")
+    except PackageNotFoundError:
+        return
+    if int(optuna.split(".")[0]) < 3 and int(sqlalchemy.split(".")[0]) >= 2:
+        raise M3LError(f"{override}: optuna {optuna} keeps a study in a database only with SQLAlchemy 1 "
+                       f"({sqlalchemy} is installed): pip install \"SQLAlchemy<2\" (Snakemake 9.17 and later need "
+                       f"SQLAlchemy 2: with m3l[workflow], \"snakemake<9.17\" too), or leave the storage out (the "
+                       f"study in memory; the sweep folder's optimization_results.yaml keeps its result)")
 
 
 def _message(error: BaseException) -> str:
@@ -194,6 +214,7 @@ def run(task: Callable[[DictConfig], Any], cfg: DictConfig, name: str, model: bo
         if cfg.get("task") == "train" and cfg.get("data") is not None:
             with open_dict(cfg):  # the workers the run used, in run.yaml
                 cfg.data.num_workers = data_workers(cfg)
+        checkpoint_net_settings(cfg, list(hydra_cfg.overrides.task), name)  # before run.yaml records the net
         set_threads(cfg)
         threading.excepthook = _quiet_disk_full  # TensorBoard's writer thread: the main thread reports it
         write_run_info(run_info(cfg, name, sys.argv[1:], preset), hydra_cfg.runtime.output_dir)
@@ -391,6 +412,107 @@ def load_checkpoint(module, cfg: DictConfig) -> str:
                        "pretrained weights)")
     load_weights(module, checkpoint)
     return str(checkpoint)
+
+
+def _plain(value) -> bool:
+    """A value a checkpoint's recorded net config may give a net key: a scalar (a short plain string: no
+    interpolation, which OmegaConf would resolve) or a short list of them."""
+    if isinstance(value, (list, tuple)):
+        return len(value) <= 64 and all(not isinstance(v, (list, tuple)) and _plain(v) for v in value)
+    if isinstance(value, str):
+        return len(value) <= 256 and value.isprintable() and "${" not in value
+    return value is None or isinstance(value, (bool, int, float))
+
+
+def _typed_keys(overrides: list[str]) -> list[str]:
+    """The config keys the command line's value overrides set (``net.width=8``, ``+net.x=1``, ``net={...}``);
+    group choices (``data=paired``, ``net=dncnn``) choose configs and set no key themselves."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    keys = []
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.key_or_group
+        if not override.is_delete() and isinstance(override.value(), str) and available(key):
+            continue
+        keys.append(key)
+    return keys
+
+
+def checkpoint_net_settings(cfg: DictConfig, overrides: list[str], name: str) -> None:
+    """``checkpoint=PATH`` (test, correct, export): the net keys the command line did not set take the values the
+    checkpoint was trained with, so ``python -m m3l.run.test model=dncnn checkpoint=CKPT`` after
+    ``python -m m3l.run.train model=dncnn net.width=8 net.depth=3`` needs no net overrides (one line says which).
+
+    The values come from the config m3l.run.train records in its checkpoints (``m3l_config``, its ``net``), and
+    only where its net class (``_target_``) is the config's own: nothing read from the file chooses code. Only
+    keys the config's net has are taken, each a scalar or a list of scalars (no interpolation); a nested net
+    config (``net.net.depth`` of per_frame_dncnn) is followed where its class is the config's too. A net key
+    that follows another (``channels: ${data.channels}``) sets that key. A key given on the command line that
+    differs from the checkpoint's value is kept, with one line naming both values. Nothing is taken from a
+    checkpoint trained from ``net.pretrained`` weights (their file, not the recorded config, fixed its net)."""
+    import re
+
+    checkpoint = OmegaConf.select(cfg, "checkpoint", default=None, throw_on_missing=False)
+    pretrained = OmegaConf.select(cfg, "net.pretrained", default=None, throw_on_missing=False)
+    if checkpoint in (None, "???", "") or not isinstance(cfg.get("net"), DictConfig) or pretrained not in (
+            None, False, "", "???"):
+        return
+    from m3l.checkpoint import read_checkpoint
+
+    recorded = read_checkpoint(checkpoint).get("m3l_config")
+    net = recorded.get("net") if isinstance(recorded, dict) else None
+    if not isinstance(net, dict) or net.get("pretrained") not in (None, False, ""):
+        return
+    typed = _typed_keys(overrides)
+
+    def is_typed(key: str) -> bool:
+        return any(key == k or key.startswith(k + ".") for k in typed)
+
+    def show(value) -> str:
+        return json.dumps(value) if isinstance(value, str) and not value.isidentifier() else (
+            str(value).lower() if isinstance(value, bool) or value is None else
+            "[" + ",".join(map(str, value)) + "]" if isinstance(value, (list, tuple)) else str(value))
+
+    taken, contradicted = [], []
+
+    def fill(path: str, theirs: dict) -> None:
+        ours = OmegaConf.select(cfg, path)
+        if theirs.get("_target_") != ours.get("_target_"):
+            print(f"m3l {name}: checkpoint {checkpoint} was trained with the net {str(theirs.get('_target_'))[:200]}"
+                  f", this model's is {ours.get('_target_')}: its net settings are not used", file=sys.stderr)
+            return
+        for key, value in theirs.items():
+            if not isinstance(key, str) or key.startswith("_") or key == "pretrained" or key not in ours:
+                continue
+            dotted = f"{path}.{key}"
+            if isinstance(value, dict):
+                if isinstance(ours.get(key), DictConfig) and "_target_" in value:
+                    fill(dotted, value)
+                continue
+            if not _plain(value):
+                continue
+            current = OmegaConf.select(cfg, dotted)
+            current = OmegaConf.to_container(current) if isinstance(current, (DictConfig, ListConfig)) else current
+            if current == value or (isinstance(value, tuple) and current == list(value)):
+                continue
+            node = ours._get_node(key)
+            follows = re.fullmatch(r"\$\{([\w.]+)\}", str(node._value())) if not isinstance(
+                node, (DictConfig, ListConfig)) else None
+            source = follows.group(1) if follows else dotted
+            if is_typed(dotted) or is_typed(source):
+                given = source if is_typed(source) else dotted
+                contradicted.append(f"{given}={show(current)} on the command line, but checkpoint {checkpoint} "
+                                    f"was trained with {dotted}={show(value)}")
+                continue
+            OmegaConf.update(cfg, source, list(value) if isinstance(value, tuple) else value)
+            taken.append(f"{source}={show(value)}")
+
+    fill("net", net)
+    for line in contradicted:
+        print(f"m3l {name}: {line}; the command line's value is used (drop it to use the checkpoint's)",
+              file=sys.stderr)
+    if taken:
+        print(f"m3l {name}: the net settings checkpoint {checkpoint} was trained with: {' '.join(taken)}")
 
 
 def build_datamodule(cfg: DictConfig):
