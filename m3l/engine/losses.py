@@ -22,3 +22,16 @@ class PSNRLoss(nn.Module):
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         mse = (output - target).pow(2).flatten(1).mean(dim=1)
         return 10 / math.log(10) * torch.log(mse + self.eps).mean()
+
+
+class CharbonnierLoss(nn.Module):
+    """Charbonnier loss as KAIR computes it (SwinIR's ``G_lossfn_type: charbonnier``): ``mean(sqrt(d^2 + eps))``
+    over every pixel, ``d`` the difference; ``eps`` is added as it is, not squared (KAIR's option files set
+    ``G_charbonnier_eps: 1e-3``, so the L1-like loss is smoothed below ``|d|`` of about 0.03)."""
+
+    def __init__(self, eps: float = 1e-3):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return torch.sqrt((output - target).pow(2) + self.eps).mean()
