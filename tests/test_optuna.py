@@ -10,9 +10,10 @@ from conftest import TINY
 
 
 def best_score(checkpoint) -> float:
-    """The best validation PSNR a trial's ModelCheckpoint recorded."""
+    """The best validation PSNR a trial's ModelCheckpoint recorded (the one monitoring it: another, unmonitored,
+    keeps last.ckpt)."""
     callbacks = torch.load(checkpoint, map_location="cpu", weights_only=True)["callbacks"]
-    (state,) = [v for k, v in callbacks.items() if k.startswith("ModelCheckpoint")]
+    (state,) = [v for k, v in callbacks.items() if k.startswith("ModelCheckpoint") and v.get("monitor") == "val/psnr"]
     return float(state["best_model_score"])
 
 
