@@ -8,7 +8,7 @@ extra            what it brings                                what needs it
                  hydra-submitit-launcher                       ``cluster=NAME``
 ``wandb``        wandb                                         ``logger=wandb``
 ``tensorboard``  tensorboard                                   ``logger=tensorboard``
-``optuna``       hydra-optuna-sweeper, optuna 2, SQLAlchemy 1  ``hparams_search=NAME``
+``optuna``       hydra-optuna-sweeper, optuna 2                ``hparams_search=NAME``
 ``video``        av (PyAV)                                     video files (clips as frame folders
                                                                need nothing)
 ``onnx``         onnx, onnxruntime, onnxscript                 ``python -m m3l.run.export format=onnx``
