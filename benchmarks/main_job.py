@@ -104,6 +104,11 @@ def main() -> None:
     after = plain_step(threads, args.plain_steps)
     plain = (before + after) / 2
 
+    import io
+
+    import pandas as pd
+
+    psnr = float(pd.read_csv(io.StringIO(metrics))["psnr"].iloc[0])
     train = (jobs["train"][1] - jobs["train"][0]).total_seconds()
     test = (jobs["test"][1] - jobs["test"][0]).total_seconds()
     rows = [
@@ -114,7 +119,7 @@ def main() -> None:
         ("  validation", split["validation"]),
         ("  rest of the fit (checkpoints, loggers)", split["other"]),
         ("  start-up and end (imports, data setup, copies)", max(0.0, train - split["fit"])),
-        ("test job", test),
+        (f"test job (test PSNR {psnr:.2f} dB, embedded photos, sigma 25)", test),
         ("snakemake (plan, bookkeeping)", max(0.0, wall - train - test)),
     ]
     table = [{"part": part, "seconds": round(seconds, 1), "share": round(seconds / wall, 3),
