@@ -296,7 +296,7 @@ def test_the_pt2_check_passes_m3l_exports_and_is_the_same_in_the_runner(exported
     result = subprocess.run(deploy(rewritten), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and (tmp_path / "out" / "images" / "a.png").is_file(), result.stderr[-2000:]
     block = re.compile(r"# ---- the archive check.*?\n(?=\n\n(?:def read_program|class BadModel))", re.S)
-    ours, runners = (block.search(p.read_text()).group(0) for p in (REPO / "m3l" / "export.py",
+    ours, runners = (block.search(p.read_text()).group(0) for p in (REPO / "m3l" / "io" / "export.py",
                                                                     REPO / "deploy" / "correct_exported.py"))
     assert ours == runners  # deploy/correct_exported.py imports nothing from m3l: the same code, kept equal
 
