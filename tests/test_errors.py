@@ -88,7 +88,7 @@ def test_help_lists_the_groups(run_m3l):
 def test_checkpoint_of_another_architecture(run_m3l, tiny_checkpoint):
     result = run_m3l("test", "model=dncnn", "net.depth=3", "net.width=16", f"checkpoint={tiny_checkpoint}",
                      check=False)
-    assert_one_line(result, "does not fit this net (DnCNN)", "with another shape")
+    assert_one_line(result, "net.width=16 on the command line", "trained with net.width=8", "does not fit")
 
 
 def test_nan_loss_stops_with_the_step_and_last_good_checkpoint(run_m3l, tmp_path):

@@ -218,11 +218,17 @@ def run(task: Callable[[DictConfig], Any], cfg: DictConfig, name: str, model: bo
         set_threads(cfg)
         threading.excepthook = _quiet_disk_full  # TensorBoard's writer thread: the main thread reports it
         write_run_info(run_info(cfg, name, sys.argv[1:], preset), hydra_cfg.runtime.output_dir)
-        return task(cfg)
+        result = task(cfg)
+        for line in CONTRADICTED:  # the command line's value worked: a note
+            print(f"m3l {name}: {line}; the command line's value was used", file=sys.stderr)
+        return result
     except (M3LError, MissingMandatoryValue, hydra.errors.InstantiationException) as error:
         if os.environ.get("M3L_DEBUG") or os.environ.get("HYDRA_FULL_ERROR"):
             raise
-        print(f"m3l {name}: error: {_message(error)}", file=sys.stderr)
+        message = _message(error)
+        if CONTRADICTED and "does not fit" in message:  # the command line's net setting is why: say that
+            message = "; ".join(CONTRADICTED) + ": the net does not fit it; drop the command line's value"
+        print(f"m3l {name}: error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
     except OSError as error:  # a full disk (or a folder made read-only) while Lightning writes checkpoints or logs
         if error.errno not in (*DISK_FULL, *READ_ONLY) or os.environ.get("M3L_DEBUG"):
@@ -438,6 +444,10 @@ def _typed_keys(overrides: list[str]) -> list[str]:
     return keys
 
 
+# What the command line set against the checkpoint's net settings (checkpoint_net_settings), for run()'s one line.
+CONTRADICTED: list[str] = []
+
+
 def checkpoint_net_settings(cfg: DictConfig, overrides: list[str], name: str) -> None:
     """``checkpoint=PATH`` (test, correct, export): the net keys the command line did not set take the values the
     checkpoint was trained with, so ``python -m m3l.run.test model=dncnn checkpoint=CKPT`` after
@@ -508,9 +518,7 @@ def checkpoint_net_settings(cfg: DictConfig, overrides: list[str], name: str) ->
             taken.append(f"{source}={show(value)}")
 
     fill("net", net)
-    for line in contradicted:
-        print(f"m3l {name}: {line}; the command line's value is used (drop it to use the checkpoint's)",
-              file=sys.stderr)
+    CONTRADICTED[:] = contradicted  # said once: in the error when the net then does not fit, else as a note
     if taken:
         print(f"m3l {name}: the net settings checkpoint {checkpoint} was trained with: {' '.join(taken)}")
 

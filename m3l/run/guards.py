@@ -15,8 +15,9 @@ class NonFiniteLossGuard(Callback):
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if loss is None or math.isfinite(float(loss)):
             return
-        checkpoint = trainer.checkpoint_callback
-        last = checkpoint and (checkpoint.last_model_path or checkpoint.best_model_path)
+        saved = [c for c in trainer.checkpoint_callbacks if c.monitor is None] + trainer.checkpoint_callbacks
+        paths = [p for c in saved for p in (c.last_model_path, c.best_model_path) if p]  # last.ckpt's callback first
+        last = paths[0] if paths else None
         raise M3LError(f"training stopped: the loss is {float(loss)} at step {trainer.global_step} "
                        f"(epoch {trainer.current_epoch}); last good checkpoint: {last or 'none yet'}; "
                        f"lower optimizer.lr or check the data, then resume=PATH")
