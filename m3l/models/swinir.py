@@ -72,9 +72,9 @@ def from_windows(x: Tensor, window: int, size: tuple[int, int]) -> Tensor:
 
 
 def shifted_window_mask(h: int, w: int, window: int, shift: int, device=None, dtype=torch.float32) -> Tensor:
-    """``(L, window**2, window**2)``, windows as :func:`to_windows`: 0 between pixels of one region of a window after the cyclic shift,
-    -100 between pixels the roll brought from opposite borders. Regions along each axis: ``[0, n - window)``,
-    ``[n - window, n - shift)``, ``[n - shift, n)``."""
+    """``(L, window**2, window**2)``, windows as :func:`to_windows`: 0 between pixels of one region of a window after
+    the cyclic shift, -100 between pixels the roll brought from opposite borders. Regions along each axis:
+    ``[0, n - window)``, ``[n - window, n - shift)``, ``[n - shift, n)``."""
     def regions(n: int) -> Tensor:
         i = torch.arange(n, device=device)
         return (i >= n - window).long() + (i >= n - shift).long()
@@ -87,17 +87,17 @@ def shifted_window_mask(h: int, w: int, window: int, shift: int, device=None, dt
 
 def mirror_pad(x: Tensor, window: int) -> Tensor:
     """The authors' test padding (``main_test_swinir.py``): bottom and right, to ``(size // window + 1) * window``,
-    by the image's mirror (``cat([x, flip(x)])``: the border pixel repeated; repeated periodically for an image
-    under half a window, where their script would fail). Index gathers, so ``torch.export`` keeps sizes dynamic."""
+    by the image's mirror (``cat([x, flip(x)])``: the border pixel repeated; mirrored again for an image under half
+    a window, which their script does not handle alike). Index gathers, so ``torch.export`` keeps sizes dynamic."""
     h, w = x.shape[-2:]
 
-    def rows(size: int) -> Tensor:
+    def indices(size: int) -> Tensor:
         i = torch.arange((size // window + 1) * window, device=x.device)
         if isinstance(size, int) and len(i) > 2 * size:  # under half a window (eager only; exports take window + 1)
             i = i % (2 * size)
         return torch.minimum(i, 2 * size - 1 - i)  # i, then 2 size - 1 - i: the border pixel repeated
 
-    return x.index_select(-2, rows(h)).index_select(-1, rows(w))
+    return x.index_select(-2, indices(h)).index_select(-1, indices(w))
 
 
 class DropPath(nn.Module):
@@ -288,7 +288,8 @@ class SwinIR(nn.Module):
 
     def features(self, x: Tensor) -> Tensor:
         shift = self.window_size // 2
-        mask = shifted_window_mask(x.shape[-2], x.shape[-1], self.window_size, shift, x.device, x.dtype) if shift else None
+        h, w = x.shape[-2:]
+        mask = shifted_window_mask(h, w, self.window_size, shift, x.device, x.dtype) if shift else None
         tokens = self.patch_embed(channels_last(x))
         for layer in self.layers:
             tokens = layer(tokens, mask)
@@ -317,7 +318,8 @@ UPSAMPLING = ("conv_before_upsample.0.weight", "upsample.0.weight", "conv_up1.we
 
 def is_swinir(raw: dict) -> bool:
     state = unwrap(raw)
-    return "conv_first.weight" in state and "layers.0.residual_group.blocks.0.attn.relative_position_bias_table" in state
+    return ("conv_first.weight" in state
+            and "layers.0.residual_group.blocks.0.attn.relative_position_bias_table" in state)
 
 
 def count(state: dict, pattern: str) -> int:
