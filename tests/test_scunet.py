@@ -236,10 +236,14 @@ def test_scunet_exports_with_dynamic_height_and_width(tmp_path):
 
     torch.manual_seed(0)
     net = FAMILY.build(3).eval()
-    with pytest.raises(M3LError, match=r"check_size: \[45, 77\] is smaller than SCUNet takes \(65\)"):
+    with pytest.raises(M3LError, match=r"^check_size: \[45, 77\] is smaller than SCUNet takes \(65\): pass "
+                                       r"example_size=\[128,128\] check_size=\[109,141\]$"):
         export_net(net, tmp_path / "default.pt2", channels=3)
+    with pytest.raises(M3LError, match=r"^example_size: \[64, 64\] is smaller than SCUNet takes \(65\)"):
+        export_net(net, tmp_path / "default.pt2", channels=3, check_size=(109, 141))
+    assert not list(tmp_path.iterdir())
     path = tmp_path / "scunet.pt2"
-    assert export_net(net, path, channels=3, example_size=(128, 128), check_size=(77, 141)) <= 1e-4
+    assert export_net(net, path, channels=3, example_size=(128, 128), check_size=(109, 141)) <= 1e-4
     module, info = load_exported(path)
     assert info["min_size"] == 65
     for batch, size in [(1, (65, 70)), (2, (130, 100)), (1, (200, 65))]:

@@ -335,8 +335,11 @@ def export_net(net: nn.Module, path: str | os.PathLike, format: str = "export", 
     shape = (channels, *example_size) if frames is None else (frames, channels, *example_size)
     example = torch.rand(2, *shape)
     smallest = min_size(net)
-    if min(check_size) < smallest:
-        raise M3LError(f"check_size: {list(check_size)} is smaller than {type(net).__name__} takes ({smallest})")
+    if min(check_size) < smallest or min(example_size) < smallest:  # (SCUNet pads to 64: from 65 on)
+        key, size = ("check_size", check_size) if min(check_size) < smallest else ("example_size", example_size)
+        up = smallest - 1
+        raise M3LError(f"{key}: {list(size)} is smaller than {type(net).__name__} takes ({smallest}): pass "
+                       f"example_size=[{64 + up},{64 + up}] check_size=[{45 + up},{77 + up}]")
     side = [] if format == "torchscript" else side_inputs(net, example)
     wrapped = Exported(net, side).eval()
     layout = "(N, C, H, W)" if frames is None else f"(N, {frames}, C, H, W), {frames} consecutive frames"

@@ -91,22 +91,20 @@ class WindowAttention(nn.Module):
         row, col = (t.flatten() for t in torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij"))
         offset = (row[:, None] - row[None, :] + window - 1) * (2 * window - 1) + (col[:, None] - col[None, :] + window - 1)
         self.register_buffer("offset_index", offset, persistent=False)
-        # (window^2, window^2): the two pixels' rows (columns) are on either side of where a shifted window wraps
-        wrapped = torch.arange(window) >= window - window // 2
-        self.register_buffer("row_split", wrapped[row][:, None] != wrapped[row][None, :], persistent=False)
-        self.register_buffer("col_split", wrapped[col][:, None] != wrapped[col][None, :], persistent=False)
 
-    def bias(self, rows: int, cols: int) -> Tensor:
-        """``(rows * cols or 1, heads, window^2, window^2)``: the relative-position bias of each head, and ``-inf``
-        between pixels of the last window row / column that the shift brought from opposite borders (windows
-        row-major)."""
+    def bias(self, h: int, w: int) -> Tensor:
+        """``(windows or 1, heads, window^2, window^2)`` for an ``h x w`` map: the relative-position bias of each
+        head, and ``-inf`` between pixels that the shift brought from opposite borders (the last ``window // 2``
+        rows and columns of the rolled map came from its top and left: the authors' mask of the last window row
+        and column)."""
         relative = self.relative_position_params.flatten(1)[:, self.offset_index][None]  # 1, heads, n, n
         if not self.shifted:
             return relative
-        index = torch.arange(rows * cols, device=relative.device)
-        last_row, last_col = index >= (rows - 1) * cols, index % cols == cols - 1
-        masked = (last_row[:, None, None] & self.row_split) | (last_col[:, None, None] & self.col_split)
-        return relative.masked_fill(masked[:, None], float("-inf"))
+        shift, device = self.window // 2, relative.device
+        wrapped = ((torch.arange(h, device=device) >= h - shift).float()[:, None] * 2
+                   + (torch.arange(w, device=device) >= w - shift).float()[None, :])  # h, w: 0-3
+        label = F.unfold(wrapped[None, None], self.window, stride=self.window)[0].t()  # windows, n
+        return relative.masked_fill((label[:, :, None] != label[:, None, :])[:, None], float("-inf"))
 
     def forward(self, x: Tensor) -> Tensor:
         # Windows in and out by F.unfold / F.fold (no reshape of H or W), tensors contiguous between layouts:
@@ -119,7 +117,7 @@ class WindowAttention(nn.Module):
         windows = windows.unflatten(1, (c, p * p)).permute(0, 3, 2, 1)  # n, windows, p*p, C
         qkv = self.embedding_layer(windows).unflatten(-1, (3, self.heads, self.head_dim))
         q, k, v = qkv.permute(3, 0, 1, 4, 2, 5)  # each n, windows, heads, p*p, head_dim
-        attention = (q * self.head_dim ** -0.5) @ k.transpose(-2, -1) + self.bias(h // p, w // p).to(q.dtype)
+        attention = (q * self.head_dim ** -0.5) @ k.transpose(-2, -1) + self.bias(h, w).to(q.dtype)
         out = self.linear((attention.softmax(dim=-1) @ v).transpose(2, 3).flatten(-2))  # heads concatenated
         out = F.fold(out.permute(0, 3, 2, 1).flatten(1, 2), (h, w), p, stride=p).permute(0, 2, 3, 1).contiguous()
         return roll(out, -shift) if self.shifted else out
@@ -317,7 +315,7 @@ WEIGHTS = (real("psnr", "L1 loss"), real("gan", "L1, perceptual and GAN losses: 
            *(gaussian("color", i) for i in range(3)), *(gaussian("gray", i) for i in range(3)))
 
 FAMILY = register(Family(
-    "scunet", SCUNet, tiny={"blocks": [2, 1, 1, 2, 1, 1, 1], "width": 8, "head_dim": 4},
+    "scunet", SCUNet, tiny={"blocks": [2, 1, 1, 2, 1, 1, 1], "width": 4, "head_dim": 2},
     layouts=LAYOUTS, weights=WEIGHTS,
     doc="""SCUNet (Zhang et al. 2023), denoising. ``pretrained=True``: ``color_real_psnr``, blind real-image
     denoising of RGB photos (camera noise, JPEG, ...); ``variant``: ``color_real_gan`` (sharper), and the Gaussian
