@@ -192,10 +192,11 @@ def check_one_world(folder: Path, env: dict, nodes: int) -> None:
     sacct = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job, "-o", "NNodes,NodeList,AllocCPUS"],
                            capture_output=True, text=True, timeout=30, check=True)
     assert sacct.stdout.split() == [f"{nodes}|{'m3l-node1' if nodes == 1 else 'm3l-node[1-2]'}|{world}"]
-    # rank 0 alone copies checkpoint_out and says so; one run.yaml, one CSV log, the checkpoints
+    # rank 0 alone copies checkpoint_out and says so; one run.yaml, one CSV log, one time split, the checkpoints
     assert [log.count("final checkpoint:") for log in logs] == [1] + [0] * (world - 1)
     assert torch.load(out, weights_only=True)["m3l_config"]["trainer"]["num_nodes"] == nodes
-    assert sorted(p.name for p in run.iterdir()) == [".hydra", "checkpoints", "csv", "run.yaml", "train.log"]
+    assert sorted(p.name for p in run.iterdir()) == [".hydra", "checkpoints", "csv", "run.yaml", "timing.json",
+                                                       "train.log"]
     assert [p.name for p in (run / "csv").iterdir()] == ["version_0"]
     # every rank trained on patches of its own (its own shard), in a world of `world`
     batches = [probe_lines(folder / "probe", rank) for rank in range(world)]
