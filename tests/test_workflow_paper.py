@@ -5,13 +5,24 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from test_workflow import SNAKEFILE, planned_jobs
 
-FAMILIES = ["dncnn", "dncnn3", "ffdnet", "drunet", "arcnn", "fbcnn", "nafnet", "nafnet_sidd", "restormer", "fastdvdnet"]
-FOLDERS = ["train400", "train291", "trainH", "bsds500", "div2k_flickr2k", "set12", "bsd68", "live1_gray", "classic5",
-           "gopro/train", "gopro/test", "davis_train", "set8", "davis_test", "sidd_medium",
-           "sidd_val"]
+import m3l.configs
+
+# Every model with a paper protocol (m3l/configs/protocol/paper/<model>.yaml) is a row of the paper preset: a new
+# family's protocol file makes this test ask for its row.
+PROTOCOLS = Path(m3l.configs.__file__).parent / "protocol" / "paper"
+FAMILIES = sorted(p.stem for p in PROTOCOLS.glob("*.yaml"))
+
+
+def protocol_folders() -> set[str]:
+    """Every ``${data_root}/<folder>`` the paper protocols name (training, validation and test folders)."""
+    return {m for p in PROTOCOLS.glob("*.yaml") for m in re.findall(r"\$\{data_root\}/([\w./-]+)", p.read_text())}
+
+
+FOLDERS = sorted(protocol_folders() | {"sidd", "sidd_val"})
 
 
 def dry_run(tmp_path, env, *config):
