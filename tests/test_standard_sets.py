@@ -26,9 +26,14 @@ def toy(tmp_path, monkeypatch):
     return spec, source
 
 
+# The fixed names of issue 21's paired test sets (protocols refer to them as {data_root}/<name>).
+ISSUE_21_SETS = ["rain100l", "rain100h", "test100", "test1200", "test2800", "dpdd", "lol_v1", "lol_v2_real",
+                 "lol_v2_synthetic", "sots_indoor", "sots_outdoor"]
+
+
 def test_every_set_has_a_url_a_count_and_a_subdir():
     for name in ["train400", "bsd68", "cbsd68", "set12", "kodak24", "mcmaster", "live1_gray", "live1_color",
-                 "classic5", "div2k_train", "gopro", "sidd_medium"]:
+                 "classic5", "div2k_train", "gopro", "sidd_medium", *ISSUE_21_SETS]:
         spec = SETS[name]
         assert spec.url.startswith("https://") and spec.files > 0 and spec.subdir
         assert spec.sha256 is None or len(spec.sha256) == 64
@@ -108,6 +113,25 @@ def test_manual_sets_say_where_to_put_them(monkeypatch, tmp_path):
     monkeypatch.setenv("M3L_DATA", str(tmp_path))
     with pytest.raises(M3LError, match="seungjunnah.github.io.*by hand.*" + str(tmp_path / "gopro")):
         locate("gopro")
+
+
+def test_the_paired_test_sets_are_manual_and_name_their_pair_folders(monkeypatch, tmp_path, capsys):
+    """Issue 21's sets come from Google Drive (no direct download): a missing one is one line naming the page and
+    the folder; ``what`` names the pair folders the protocols pass as data.input / data.target."""
+    monkeypatch.setenv("M3L_DATA", str(tmp_path))
+    folders = {"rain100l": "input/ target/", "test2800": "input/ target/", "dpdd": "inputC/", "lol_v1": "low/ high/",
+               "lol_v2_real": "Low/ Normal/", "lol_v2_synthetic": "Low/ Normal/", "sots_indoor": "hazy/ GT/",
+               "sots_outdoor": "hazy/ GT/"}
+    for name in ISSUE_21_SETS:
+        spec = SETS[name]
+        assert spec.manual and spec.sha256 is None and spec.files % 2 == 0
+        assert folders.get(name, "input/ target/") in spec.what
+        with pytest.raises(M3LError) as error:
+            locate(name)
+        assert "\n" not in str(error.value) and spec.url in str(error.value) and str(tmp_path / name) in str(error.value)
+    assert standard_sets.main([]) == 0
+    listing = capsys.readouterr().out
+    assert all(f"\n{name} " in "\n" + listing for name in ISSUE_21_SETS)
 
 
 def test_command_line_prints_the_folder(toy, capsys):

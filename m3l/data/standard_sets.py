@@ -48,6 +48,10 @@ DNCNN = "https://github.com/cszn/DnCNN/archive/refs/heads/master.zip"
 FFDNET = "https://github.com/cszn/FFDNet/archive/refs/heads/master.zip"
 FBCNN = "https://github.com/jiaxi-jiang/FBCNN/archive/refs/heads/main.zip"
 DAVIS = "https://data.vision.ee.ethz.ch/csergi/share/davis"
+RAIN13K_TEST = "https://drive.google.com/file/d/1P_-RAvltEoEhfT-9GrWRdpEi6NSswTs8/view"  # Restormer's test.zip
+DPDD_TEST = "https://drive.google.com/file/d/1dDWUQ_D93XGtcywoUcZE1HOXCV4EuLyw/view"  # Restormer's DPDD test.zip
+LOL_V2 = "https://drive.google.com/file/d/1Ou9EljYZW8o5dbDCf9R34FS8Pd8kEp2U/view"  # RetinexFormer's LOL-v2
+DEHAZEFORMER = "https://drive.google.com/drive/folders/1Yy_GH6_bydYPU6_JJzFQwig4LTh86VI4"  # DehazeFormer's data
 
 SETS: dict[str, StandardSet] = {s.name: s for s in [
     StandardSet("train400", DNCNN, "DnCNN-master/TrainingCodes/DnCNN_TrainingCodes_v1.0/data/Train400", 400,
@@ -90,6 +94,54 @@ SETS: dict[str, StandardSet] = {s.name: s for s in [
                 "85 frames each (unverified)"),
     StandardSet("sidd_medium", "https://www.eecs.yorku.ca/~kamel/sidd/dataset.php", "SIDD_Medium_Srgb", 640,
                 manual=True, what="real noisy / ground-truth sRGB pairs (320 pairs)"),
+    # Paired test sets of issue 21's tasks, as the papers' authors distribute them (Google Drive, hence manual=True:
+    # the user downloads by hand and unpacks so that the folder named here holds the pair folders). Counts are
+    # image files (both halves of each pair) as the authors state them, NOT verified against the files; no
+    # content checksum is pinned (sha256 None). Test with data=paired (or data=deraining) and the pair folders
+    # in data.input / data.target, e.g. data.input=/input/ data.target=/target/.
+    # Deraining: Restormer's Deraining/download_data.py fetches one test.zip (Drive id rain13k_test) unpacked to
+    # test/<Set>/{input,target}; the set sizes are MPRNet's Table 1 (Rain13K's test sets).
+    StandardSet("rain100l", RAIN13K_TEST, "test/Rain100L", 200, manual=True,
+                what="deraining pairs input/ target/ (100, Yang et al. 2017; Restormer / MPRNet Table 1, Y PSNR/SSIM); "
+                "count unverified"),
+    StandardSet("rain100h", RAIN13K_TEST, "test/Rain100H", 200, manual=True,
+                what="deraining pairs input/ target/ (100, Yang et al. 2017; Restormer / MPRNet Table 1, Y PSNR/SSIM); "
+                "count unverified"),
+    StandardSet("test100", RAIN13K_TEST, "test/Test100", 200, manual=True,
+                what="deraining pairs input/ target/ (100, Rain800's test split, Zhang et al. 2019; Restormer / MPRNet "
+                "Table 1, Y PSNR/SSIM); count unverified"),
+    StandardSet("test1200", RAIN13K_TEST, "test/Test1200", 2400, manual=True,
+                what="deraining pairs input/ target/ (1200, Rain1200 / DID-MDN, Zhang & Patel 2018; Restormer / MPRNet "
+                "Table 1, Y PSNR/SSIM); count unverified"),
+    StandardSet("test2800", RAIN13K_TEST, "test/Test2800", 5600, manual=True,
+                what="deraining pairs input/ target/ (2800, Rain14000's test split, Fu et al. 2017; Restormer / MPRNet "
+                "Table 1, Y PSNR/SSIM); count unverified"),
+    # Defocus: Restormer's Defocus_Deblurring/download_data.py (Drive id dpdd_test) unpacks test/ to Datasets/test/DPDD.
+    StandardSet("dpdd", DPDD_TEST, "test", 304, manual=True,
+                what="defocus deblurring test set (DPDD, Abuolaim & Brown 2020): 76 scenes as inputL/ inputR/ inputC/ "
+                "target/ (+ indoor_labels.npy, outdoor_labels.npy splitting them indoor / outdoor); single-image defocus "
+                "deblurring pairs inputC/ with target/ (Restormer Table 3); count unverified"),
+    # Low light. LOL-v1 as its authors release it (LOLdataset.zip from the BMVC 2018 page, eval15/{low,high}, 15
+    # pairs); RetinexFormer's copy of it (Drive 1L-kqSQyrmMueBh_ziWoPFhfsAh50h20H) holds the same 15 pairs as
+    # LOLv1/Test/{input,target}. LOL-v2 as RetinexFormer's README links it (Drive 1Ou9EljYZW8o5dbDCf9R34FS8Pd8kEp2U).
+    StandardSet("lol_v1", "https://daooshee.github.io/BMVC2018website/", "eval15", 30, manual=True,
+                what="low-light pairs low/ high/ (LOL eval15, 15 pairs, Wei et al. 2018; RetinexFormer Table 1); "
+                "RetinexFormer's Drive copy names them input/ target/ (LOLv1/Test): then pass data.input=/input/ "
+                "data.target=/target/; count unverified"),
+    StandardSet("lol_v2_real", LOL_V2, "LOLv2/Real_captured/Test", 200, manual=True,
+                what="low-light pairs Low/ Normal/ (LOL-v2 real captured test, 100 pairs, Yang et al. 2021; "
+                "RetinexFormer Table 1); count unverified"),
+    StandardSet("lol_v2_synthetic", LOL_V2, "LOLv2/Synthetic/Test", 200, manual=True,
+                what="low-light pairs Low/ Normal/ (LOL-v2 synthetic test, 100 pairs, Yang et al. 2021; "
+                "RetinexFormer Table 1); count unverified"),
+    # Dehazing: RESIDE's SOTS as DehazeFormer rearranged it (its Drive folder, data/RESIDE-IN|RESIDE-OUT/test/{GT,hazy}
+    # with one file name per pair); MixDehazeNet uses the same copy.
+    StandardSet("sots_indoor", DEHAZEFORMER, "RESIDE-IN/test", 1000, manual=True,
+                what="dehazing pairs hazy/ GT/, same file names (RESIDE SOTS indoor, 500 pairs, Li et al. 2019; "
+                "DehazeFormer / MixDehazeNet tables); count unverified"),
+    StandardSet("sots_outdoor", DEHAZEFORMER, "RESIDE-OUT/test", 1000, manual=True,
+                what="dehazing pairs hazy/ GT/, same file names (RESIDE SOTS outdoor, 500 pairs, Li et al. 2019; "
+                "DehazeFormer / MixDehazeNet tables); count unverified"),
 ]}
 
 
