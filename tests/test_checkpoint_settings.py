@@ -18,16 +18,18 @@ from conftest import REPO, write_images
 from m3l.run.common import checkpoint_net_settings, register_search_path
 
 
-def settings(tmp_path, net: dict, overrides: list[str], capsys) -> tuple:
+def settings(tmp_path, net: dict, overrides: list[str], capsys, contradicted: list | None = None) -> tuple:
     """The composed test config of ``overrides`` after checkpoint_net_settings read a checkpoint recording ``net``;
-    and what it printed (stdout, stderr)."""
+    and what it printed (stdout, stderr). ``contradicted`` (a list) receives what it returned."""
     path = tmp_path / "recorded.ckpt"
     torch.save({"state_dict": {}, "m3l_config": {"net": net}}, path)
     overrides = [*overrides, f"checkpoint={path}"]
     register_search_path()
     with initialize_config_module("m3l.configs", version_base="1.3"):
         cfg = compose("test", overrides=overrides)
-        checkpoint_net_settings(cfg, overrides, "test")
+        said = checkpoint_net_settings(cfg, overrides, "test")
+    if contradicted is not None:
+        contradicted[:] = said
     printed = capsys.readouterr()
     return cfg, printed.out, printed.err
 
@@ -47,14 +49,14 @@ def test_the_checkpoints_net_keys_fill_those_the_command_line_did_not_set(tmp_pa
 
 
 def test_a_contradicting_command_line_key_is_named_with_both_values(tmp_path, capsys):
-    cfg, out, err = settings(tmp_path, DNCNN, ["model=dncnn", "net.width=16", "data.channels=3"], capsys)
+    contradicted = []
+    cfg, out, err = settings(tmp_path, DNCNN, ["model=dncnn", "net.width=16", "data.channels=3"], capsys,
+                             contradicted)
     assert cfg.net.width == 16 and cfg.net.depth == 3  # the command line wins; the rest comes from the checkpoint
-    from m3l.run.common import CONTRADICTED
-
-    said = "\n".join(CONTRADICTED)  # run() says them: in its one error line when the net does not fit, else a note
+    said = "\n".join(contradicted)  # run() says them: in its one error line when the net does not fit, else a note
     assert "net.width=16 on the command line, but checkpoint" in said and "trained with net.width=8" in said
     assert "data.channels=3 on the command line" in said and "net.channels=1" in said
-    assert len(CONTRADICTED) == 2 and not err.strip()
+    assert len(contradicted) == 2 and not err.strip()
 
 
 def test_nothing_read_from_the_checkpoint_chooses_code(tmp_path, capsys):

@@ -198,6 +198,7 @@ def run(task: Callable[[DictConfig], Any], cfg: DictConfig, name: str, model: bo
     from m3l.run.precedence import conflicts, keep_nulls, user_wins
     from m3l.run.runinfo import run_info, write_run_info
 
+    contradicted: list[str] = []  # command-line net keys the checkpoint contradicts (checkpoint_net_settings)
     try:
         if model and cfg.get("net") is None:
             raise M3LError(f"no model chosen: pass model=NAME, one of: {', '.join(available('model'))}")
@@ -214,20 +215,20 @@ def run(task: Callable[[DictConfig], Any], cfg: DictConfig, name: str, model: bo
         if cfg.get("task") == "train" and cfg.get("data") is not None:
             with open_dict(cfg):  # the workers the run used, in run.yaml
                 cfg.data.num_workers = data_workers(cfg)
-        checkpoint_net_settings(cfg, list(hydra_cfg.overrides.task), name)  # before run.yaml records the net
+        contradicted = checkpoint_net_settings(cfg, list(hydra_cfg.overrides.task), name)  # before run.yaml
         set_threads(cfg)
         threading.excepthook = _quiet_disk_full  # TensorBoard's writer thread: the main thread reports it
         write_run_info(run_info(cfg, name, sys.argv[1:], preset), hydra_cfg.runtime.output_dir)
         result = task(cfg)
-        for line in CONTRADICTED:  # the command line's value worked: a note
+        for line in contradicted:  # the command line's value worked: a note
             print(f"m3l {name}: {line}; the command line's value was used", file=sys.stderr)
         return result
     except (M3LError, MissingMandatoryValue, hydra.errors.InstantiationException) as error:
         if os.environ.get("M3L_DEBUG") or os.environ.get("HYDRA_FULL_ERROR"):
             raise
         message = _message(error)
-        if CONTRADICTED and "does not fit" in message:  # the command line's net setting is why: say that
-            message = "; ".join(CONTRADICTED) + ": the net does not fit it; drop the command line's value"
+        if contradicted and "does not fit" in message:  # the command line's net setting is why: say that
+            message = "; ".join(contradicted) + ": the net does not fit it; drop the command line's value"
         print(f"m3l {name}: error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
     except OSError as error:  # a full disk (or a folder made read-only) while Lightning writes checkpoints or logs
@@ -444,11 +445,7 @@ def _typed_keys(overrides: list[str]) -> list[str]:
     return keys
 
 
-# What the command line set against the checkpoint's net settings (checkpoint_net_settings), for run()'s one line.
-CONTRADICTED: list[str] = []
-
-
-def checkpoint_net_settings(cfg: DictConfig, overrides: list[str], name: str) -> None:
+def checkpoint_net_settings(cfg: DictConfig, overrides: list[str], name: str) -> list[str]:
     """``checkpoint=PATH`` (test, correct, export): the net keys the command line did not set take the values the
     checkpoint was trained with, so ``python -m m3l.run.test model=dncnn checkpoint=CKPT`` after
     ``python -m m3l.run.train model=dncnn net.width=8 net.depth=3`` needs no net overrides (one line says which).
@@ -459,20 +456,23 @@ def checkpoint_net_settings(cfg: DictConfig, overrides: list[str], name: str) ->
     config (``net.net.depth`` of per_frame_dncnn) is followed where its class is the config's too. A net key
     that follows another (``channels: ${data.channels}``) sets that key. A key given on the command line that
     differs from the checkpoint's value is kept, with one line naming both values. Nothing is taken from a
-    checkpoint trained from ``net.pretrained`` weights (their file, not the recorded config, fixed its net)."""
+    checkpoint trained from ``net.pretrained`` weights (their file, not the recorded config, fixed its net).
+
+    Returns the contradictions, one phrase each: run() says them once, in its error line when the net then does not
+    fit, else as a note after the run."""
     import re
 
     checkpoint = OmegaConf.select(cfg, "checkpoint", default=None, throw_on_missing=False)
     pretrained = OmegaConf.select(cfg, "net.pretrained", default=None, throw_on_missing=False)
     if checkpoint in (None, "???", "") or not isinstance(cfg.get("net"), DictConfig) or pretrained not in (
             None, False, "", "???"):
-        return
+        return []
     from m3l.checkpoint import read_checkpoint
 
     recorded = read_checkpoint(checkpoint).get("m3l_config")
     net = recorded.get("net") if isinstance(recorded, dict) else None
     if not isinstance(net, dict) or net.get("pretrained") not in (None, False, ""):
-        return
+        return []
     typed = _typed_keys(overrides)
 
     def is_typed(key: str) -> bool:
@@ -518,9 +518,9 @@ def checkpoint_net_settings(cfg: DictConfig, overrides: list[str], name: str) ->
             taken.append(f"{source}={show(value)}")
 
     fill("net", net)
-    CONTRADICTED[:] = contradicted  # said once: in the error when the net then does not fit, else as a note
     if taken:
         print(f"m3l {name}: the net settings checkpoint {checkpoint} was trained with: {' '.join(taken)}")
+    return contradicted
 
 
 def build_datamodule(cfg: DictConfig):
