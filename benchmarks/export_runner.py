@@ -1,5 +1,5 @@
 """Deployment: the size of the exported file (torch.export and TorchScript) and the speed of the
-torch-and-Pillow-only runner ``deploy/correct_exported.py`` against ``python -m m3l.run.correct``, on
+torch-and-Pillow-only runner ``m3l/deploy.py`` (copied alone, as a user deploys it) against ``python -m m3l.run.correct``, on
 the same folder of BSD68-sized (481x321) gray images with the same DnCNN weights, in the same run.
 
 Both rates are the ones the commands print (from the first image to the last, reading and PNG
@@ -11,6 +11,7 @@ writing included, start-up and model loading not); ``wall_s`` is the whole proce
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,7 +25,7 @@ from PIL import Image
 from common import correct_args, device_name, median, report, run_m3l
 from correct_throughput import make_images
 
-RUNNER = Path(__file__).resolve().parents[1] / "deploy" / "correct_exported.py"
+RUNNER = Path(__file__).resolve().parents[1] / "m3l" / "deploy.py"
 RATE = re.compile(r"\(([\d.]+) images/s\)")
 
 
@@ -48,6 +49,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         files = make_images(tmp / "in", args.images)
+        runner = Path(shutil.copy(RUNNER, tmp / "deploy.py"))  # the one file a deployment machine gets
         torch.save(DnCNN().state_dict(), tmp / "dncnn.pth")
         models = {"export": tmp / "dncnn.pt2", "torchscript": tmp / "dncnn.pt"}
         for format, path in models.items():
@@ -65,11 +67,11 @@ def main() -> None:
                          "wall_s": wall, "identical_outputs": True})
             for format, path in models.items():
                 out = tmp / f"{format}{repeat}"
-                rate, wall = timed([sys.executable, str(RUNNER), str(path), str(tmp / "in"), str(out),
+                rate, wall = timed([sys.executable, str(runner), str(path), str(tmp / "in"), str(out),
                                     "--device", args.device], tmp)
                 same = all(np.array_equal(np.array(Image.open(out / f.name)), np.array(Image.open(m3l_out / f.name)))
                            for f in files)
-                rows.append({"runner": "correct_exported.py", "format": format, "repeat": repeat,
+                rows.append({"runner": "deploy.py", "format": format, "repeat": repeat,
                              "file_mib": path.stat().st_size / 2**20, "images_per_s": rate, "wall_s": wall,
                              "identical_outputs": same})
     for row in rows:

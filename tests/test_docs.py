@@ -116,7 +116,7 @@ def test_published_numbers_come_from_the_weights_table_and_measured_ones_from_th
 
 # ------------------------------------------------------------------------------- the paths the pages name
 
-PREFIXES = ("m3l/", "workflow/", "benchmarks/", "deploy/", "tests/", "examples/", "docs/", "hydra_plugins/", ".ci/")
+PREFIXES = ("m3l/", "workflow/", "benchmarks/", "tests/", "examples/", "docs/", "hydra_plugins/", ".ci/")
 PLACEHOLDER = re.compile(r"[<>*{}$\[\]]|\.\.\.|NAME|TASK")
 
 

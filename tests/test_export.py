@@ -110,7 +110,7 @@ def test_torch_only_runner_corrects_a_folder(tiny_checkpoint, tmp_path):
             runpy.run_path(sys.argv[0], run_name="__main__")
         except SystemExit as exit:
             assert exit.code == 0, exit.code
-    """, str(REPO / "deploy" / "correct_exported.py"), str(model), "in", "out", cwd=tmp_path)
+    """, str(REPO / "m3l" / "deploy.py"), str(model), "in", "out", cwd=tmp_path)
     assert "wrote 2 images" in result.stdout and "broken.png" in result.stderr
     net = checkpoint_net(tiny_checkpoint)
     for image, name in zip(images, ["a.png", "sub/b.png"]):
@@ -135,7 +135,7 @@ def test_torch_only_runner_passes_the_noise_level(tmp_path):
         except SystemExit as exit:
             print("exit", exit.code)
     """
-    script = str(REPO / "deploy" / "correct_exported.py")
+    script = str(REPO / "m3l" / "deploy.py")
     result = run_torch_only(runner, script, "ffdnet.pt2", "in", "out", cwd=tmp_path)
     assert "exit 2" in result.stdout and "takes sigma: pass --sigma VALUE" in result.stderr
     result = run_torch_only(runner, script, "ffdnet.pt2", "in", "out", "--sigma", "25", cwd=tmp_path)

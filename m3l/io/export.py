@@ -20,22 +20,18 @@ from ``m + 1`` on work (``min_size`` in the metadata).
 
 Every file carries ``m3l.json`` (channels, inputs, minimum size, value range, the exporting versions:
 an extra file of the torch formats, a metadata property of the ONNX model) that the torch-only runner
-``deploy/correct_exported.py`` reads. Every export is checked: the saved file is loaded back (ONNX: by
+``m3l/deploy.py`` reads. Every export is checked: the saved file is loaded back (ONNX: by
 onnxruntime) and compared with the net on an input of another size than the example it was exported
 with, so a file whose height or width got fixed at export time is never written silently.
 """
 
 from __future__ import annotations
 
-import ast
 import inspect
 import io
 import json
 import logging
 import os
-import pickle
-import re
-import tokenize
 import warnings
 import zipfile
 from pathlib import Path
@@ -43,6 +39,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from m3l.deploy import archive_problem  # the .pt2 check, shared with the torch-only runner
 from m3l.io.atomic import atomic_write
 from m3l.errors import M3LError
 
@@ -102,173 +99,6 @@ def min_size(net: nn.Module) -> int:
     return multiple + 1 if multiple > 1 else 1
 
 
-# ---- the archive check (m3l/io/export.py and deploy/correct_exported.py hold the same code: keep them equal) ----
-# torch.export.load() unpickles whatever an archive marks as pickled (weights, constants, custom and opaque
-# objects, the sample inputs when they do not load with weights_only), parses symbolic shapes with sympy
-# (which evaluates Python) and compiles the guards it records into Python code. A .pt2 is data only when it
-# holds none of these: archive_problem() reads the archive's index and configs first and says what is wrong.
-PT2_FILES = re.compile(r"(archive_format|archive_version|byteorder|\.data/version|\.data/serialization_id|"
-                       r"models/model\.json|data/weights/model_weights_config\.json|data/weights/weight_\d{1,9}|"
-                       r"data/constants/model_constants_config\.json|data/constants/tensor_\d{1,9}|"
-                       r"data/sample_inputs/model\.pt|extra/[A-Za-z0-9_.-]{1,64})")
-PT2_MAX_BYTES = 8 << 30      # what all the archive's files may declare together
-PT2_MAX_JSON = 256 << 20     # the program and its configs
-PT2_TARGET = re.compile(r"torch\.ops\.(aten|prims)\.\w+\.\w+|_operator\.\w+|math\.\w+|torch\.sym_\w+")
-PT2_EXPR_NAMES = {
-    "Symbol", "Integer", "Rational", "Float", "Add", "Mul", "Max", "Min", "Abs", "Eq", "Ne", "Lt", "Le", "Gt", "Ge",
-    "StrictLessThan", "LessThan", "StrictGreaterThan", "GreaterThan", "Equality", "Unequality", "And", "Or", "Not",
-    "True", "False", "true", "false", "oo", "nan", "positive", "negative", "nonnegative", "nonpositive", "integer",
-    "real", "finite", "zero", "nonzero", "even", "odd", "FloorDiv", "ModularIndexing", "Where", "PythonMod", "Mod",
-    "CleanDiv", "CeilToInt", "FloorToInt", "CeilDiv", "FloatTrueDiv", "IntTrueDiv", "TruncToFloat", "TruncToInt",
-    "RoundToInt", "RoundDecimal", "ToFloat", "Identity", "IsNonOverlappingAndDenseIndicator"}
-PT2_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
-
-
-def _expression_problem(text: str) -> str | None:
-    """Why the symbolic expression ``text`` (evaluated by sympy when torch loads it) is not plain arithmetic."""
-    if len(text) > 20000:
-        return "a symbolic expression of more than 20000 characters"
-    try:
-        tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
-    except (tokenize.TokenError, SyntaxError, IndentationError):
-        return f"the symbolic expression {text[:60]!r} does not parse"
-    for token in tokens:
-        if token.type in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.INDENT, tokenize.DEDENT):
-            continue
-        if token.type == tokenize.NAME and token.string in PT2_EXPR_NAMES:
-            continue
-        if token.type == tokenize.NUMBER and len(token.string) <= 24 and "j" not in token.string.lower():
-            continue
-        if token.type == tokenize.STRING and PT2_IDENTIFIER.fullmatch(token.string[1:-1]) and token.string[0] in "'\"":
-            continue
-        if token.type == tokenize.OP and token.string in ("(", ")", ",", "=", "+", "-", "*", "/"):
-            continue
-        return f"the symbolic expression {text[:60]!r} holds {token.string[:30]!r}, not plain arithmetic"
-    return None
-
-
-def _guard_problem(text: str) -> str | None:
-    """Why the guard ``text`` (compiled into Python code by torch) is not a comparison of input sizes."""
-    if len(text) > 20000:
-        return "a guard of more than 20000 characters"
-    try:
-        tree = ast.parse(text, mode="eval")
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return f"the guard {text[:60]!r} does not parse"
-    allowed = (ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, ast.UAdd, ast.BinOp,
-               ast.Add, ast.Sub, ast.Mult, ast.FloorDiv, ast.Mod, ast.Div, ast.Compare, ast.Eq, ast.NotEq, ast.Lt,
-               ast.LtE, ast.Gt, ast.GtE, ast.Load, ast.Subscript, ast.Call, ast.Attribute, ast.Name, ast.Constant)
-    for node in ast.walk(tree):
-        if not isinstance(node, allowed):
-            return f"the guard {text[:60]!r} holds a {type(node).__name__}"
-        if isinstance(node, ast.Name) and node.id not in ("L", "max", "min"):
-            return f"the guard {text[:60]!r} names {node.id[:30]!r}"
-        if isinstance(node, ast.Attribute) and node.attr not in ("size", "stride", "storage_offset", "dim",
-                                                                 "numel"):
-            return f"the guard {text[:60]!r} reads the attribute {node.attr[:30]!r}"
-        if isinstance(node, ast.Call) and (node.keywords or not (
-                isinstance(node.func, ast.Name) and node.func.id in ("max", "min")
-                or isinstance(node.func, ast.Attribute) and not node.args)):
-            return f"the guard {text[:60]!r} calls something else than a size or max/min"
-        if isinstance(node, ast.Constant) and not (
-                isinstance(node.value, (bool, int, float)) and abs(node.value) < 2 ** 63
-                or isinstance(node.value, str) and PT2_IDENTIFIER.fullmatch(node.value)):
-            return f"the guard {text[:60]!r} holds the constant {str(node.value)[:30]!r}"
-    return None
-
-
-def _program_problem(value, key: str = "") -> str | None:
-    """Why the serialized program (model.json) could run code when torch loads or runs it; None if it cannot."""
-    stack = [(key, value)]
-    while stack:
-        key, value = stack.pop()
-        if isinstance(value, dict):
-            for name, item in value.items():
-                if name in ("as_custom_obj", "class_fqn", "custom_obj") or name == "custom_obj_values" and item:
-                    return f"a custom object ({name})"
-                if name == "range_constraints" and isinstance(item, dict) and not all(
-                        PT2_IDENTIFIER.fullmatch(str(symbol)) for symbol in item):
-                    return "a range constraint on something else than a symbol"
-                if name == "guards_code":
-                    for guard in item if isinstance(item, list) else [item]:
-                        problem = _guard_problem(guard) if isinstance(guard, str) else "a guard that is not text"
-                        if problem:
-                            return problem
-                    continue
-                stack.append((name, item))
-            if {"tensor_meta"} <= set(value) and value.get("use_pickle"):
-                return "a pickled payload"
-        elif isinstance(value, list):
-            stack.extend((key, item) for item in value)
-        elif isinstance(value, str):
-            if any(c in value for c in "\r\x00\x0b\x0c\x1c\x1d\x1e\x1f\x85\u2028\u2029"):
-                return f"a text with control characters ({key})"
-            if key == "expr_str":
-                problem = _expression_problem(value)
-                if problem:
-                    return problem
-            if key == "target" and not PT2_TARGET.fullmatch(value):
-                return f"the operator {value[:80]!r} (programs call torch's aten operators only)"
-    return None
-
-
-def archive_problem(data: bytes) -> str | None:
-    """Why the ``torch.export`` archive ``data`` is not data alone (see above); None when torch may load it."""
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        infos = archive.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError) as error:
-        return f"not a readable archive ({error})"
-    names = [info.filename for info in infos]
-    roots = {name.split("/", 1)[0] for name in names}
-    if len(roots) != 1 or not PT2_IDENTIFIER.fullmatch(next(iter(roots))) or len(set(names)) != len(names):
-        return "not a torch.export archive (one folder, each file once)"
-    root = next(iter(roots)) + "/"
-    files = {name[len(root):]: info for name, info in zip(names, infos)}
-    strange = sorted(name for name in files if not PT2_FILES.fullmatch(name))
-    if strange:
-        return (f"it holds {strange[0][:80]!r}, which is not a weight, constant, program or extra file of a "
-                f"torch.export archive (pickled objects, compiled code and older formats are refused)")
-    if "models/model.json" not in files or sum(info.file_size for info in infos) > PT2_MAX_BYTES:
-        return "no program models/model.json, or more than 8 GiB of files"
-    if any(info.compress_type != zipfile.ZIP_STORED for info in infos):  # torch never compresses: a bomb would
-        return "compressed files (torch.export.save stores them as they are)"
-
-    def read_json(name: str):
-        info = files.get(name)
-        if info is None:
-            return None
-        if info.file_size > PT2_MAX_JSON:
-            raise ValueError(f"{name} declares {info.file_size} bytes")
-        return json.loads(archive.read(info).decode("utf-8"))
-
-    try:
-        for kind, prefix in (("weights", "data/weights/"), ("constants", "data/constants/")):
-            config = read_json(f"{prefix}model_{kind}_config.json")
-            if config is None:
-                return f"no {kind} config"
-            entries = config.get("config") if isinstance(config, dict) else None
-            if not isinstance(entries, dict):
-                return f"its {kind} config is not a mapping"
-            for fqn, meta in entries.items():
-                if not isinstance(meta, dict) or meta.get("use_pickle") is not False:
-                    return f"{kind} {str(fqn)[:80]} is pickled (use_pickle), or not described; loading it would run code"
-                path = meta.get("path_name")
-                if not isinstance(path, str) or prefix + path not in files or not isinstance(meta.get("tensor_meta"), dict):
-                    return f"{kind} {str(fqn)[:80]} is not a raw tensor of the archive (custom or opaque object?)"
-        program = read_json("models/model.json")
-        problem = _program_problem(program)
-        if problem:
-            return f"its program holds {problem}"
-        if "data/sample_inputs/model.pt" in files:  # torch retries it with weights_only=False when it fails
-            torch.load(io.BytesIO(archive.read(files["data/sample_inputs/model.pt"])), weights_only=True)
-    except pickle.UnpicklingError:
-        return "its sample inputs hold pickled objects"
-    except (ValueError, KeyError, UnicodeDecodeError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as error:
-        return f"a damaged archive ({type(error).__name__}: {str(error).strip()[:120]})"
-    return None
-
-
 def read_program(path: str | os.PathLike) -> bytes:
     """The bytes of the ``torch.export`` archive at ``path``, read once and checked by :func:`archive_problem`
     (the bytes checked are the bytes loaded); one line when it is not data alone."""
@@ -284,7 +114,7 @@ def load_exported(path: str | os.PathLike) -> tuple:
     :func:`export_net` (ONNX files run with onnxruntime, on the CPU). A ``.pt2`` archive is checked first
     (:func:`read_program`).
 
-    ``deploy/correct_exported.py`` does the same with torch alone; this one is for m3l's own checks.
+    :mod:`m3l.deploy` does the same with torch alone; this one is for m3l's own checks.
     """
     if not zipfile.is_zipfile(path):
         return _load_onnx(path)

@@ -5,8 +5,8 @@ Builds ``net`` from the config (so ``net.*`` overrides apply), loads the checkpo
 one file that runs without m3l (see :mod:`m3l.io.export`): ``format=export`` (the default, ``torch.export``,
 a ``.pt2`` archive), ``format=onnx`` (an ONNX model, checked with onnxruntime) or ``format=torchscript``
 (deprecated since torch 2.13). Height, width and batch stay dynamic; the file is checked against the
-checkpoint on another image size before it is kept. ``deploy/correct_exported.py`` corrects a folder
-with a ``.pt2`` or TorchScript file using torch and Pillow only.
+checkpoint on another image size before it is kept. ``python -m m3l.deploy`` (or the file ``m3l/deploy.py``
+copied alone) corrects a folder with a ``.pt2`` or TorchScript file using torch and Pillow only.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Correct images with a model exported by ``python -m m3l.run.export``, using only torch and Pillow.
 
-    python deploy/correct_exported.py MODEL_FILE IN OUT [--sigma S] [--quality Q] [--device cpu|cuda] [--threads N]
+    python -m m3l.deploy MODEL_FILE IN OUT [--sigma S] [--quality Q] [--device cpu|cuda] [--threads N]
+    python deploy.py MODEL_FILE IN OUT ...      # this file copied next to the model: torch and Pillow only
 
 ``MODEL_FILE`` is a ``torch.export`` archive (``format=export``) or a TorchScript file
 (``format=torchscript``); which one is read from the file itself. ``IN`` is an image or a folder
@@ -9,8 +10,10 @@
 relative path and name, through a temporary file and a rename. Unreadable files are skipped with a
 warning, and so are images under the model's minimum size (``min_size``: the U-Nets take from their
 padding multiple + 1 pixels on). A model that takes the noise level (FFDNet, DRUNet) needs ``--sigma``
-(0-255), a non-blind FBCNN ``--quality`` (1-100). Copy this file next to the model: it imports nothing
-from m3l, Lightning or Hydra. (Video models and ONNX files: run them yourself, see docs/export.md.)
+(0-255), a non-blind FBCNN ``--quality`` (1-100). This file imports nothing from m3l, Lightning or Hydra
+(a test holds it to that): copy it next to the model on a machine with torch and Pillow alone. m3l's own
+export checks (:mod:`m3l.io.export`) import its :func:`archive_problem`, so there is one copy of the check.
+(Video models and ONNX files: run them yourself, see docs/export.md.)
 
 A ``.pt2`` file is checked before torch reads it (:func:`archive_problem`): one holding pickled weights,
 constants or sample inputs, custom objects, operators other than torch's, or guards and symbolic shapes
@@ -41,7 +44,7 @@ SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", "
 METADATA = "m3l.json"
 
 
-# ---- the archive check (m3l/io/export.py and deploy/correct_exported.py hold the same code: keep them equal) ----
+# ---- the archive check (m3l.io.export imports it) ----
 # torch.export.load() unpickles whatever an archive marks as pickled (weights, constants, custom and opaque
 # objects, the sample inputs when they do not load with weights_only), parses symbolic shapes with sympy
 # (which evaluates Python) and compiles the guards it records into Python code. A .pt2 is data only when it
