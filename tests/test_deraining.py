@@ -70,9 +70,38 @@ def test_restormer_on_deraining_pairs_reports_y_channel_psnr_and_ssim(run_m3l, t
         ssim.append(metrics.ssim(output, target, y_channel=True).item())
         psnr_input.append(metrics.psnr(x, target, y_channel=True).item())
         psnr_rgb.append(metrics.psnr(output, target).item())
-        row = per_image.loc[[i for i in per_image.index if i.endswith(name)][0]]
+        row = per_image.loc[next(i for i in per_image.index if i.endswith(name))]
         assert row.psnr == pytest.approx(psnr[-1], abs=1e-3) and row.ssim == pytest.approx(ssim[-1], abs=1e-4)
         assert row.psnr_input == pytest.approx(psnr_input[-1], abs=1e-3)
     assert table.psnr[0] == pytest.approx(np.mean(psnr), abs=1e-3)
     assert table.ssim[0] == pytest.approx(np.mean(ssim), abs=1e-4)
     assert abs(table.psnr[0] - np.mean(psnr_rgb)) > 0.05  # Y, not RGB
+
+
+def test_deraining_and_defocus_weights_are_the_motion_deblurring_architecture():
+    """Their option files' network_g is Deblurring_Restormer.yml's (width 48, blocks 4-6-6-8, WithBias, no dual
+    pixel), whose file implies motion_deblurring's net (tests/test_authors_weights.py checks it on its keys)."""
+    from m3l.hub import WEIGHTS
+
+    motion = WEIGHTS["restormer_motion_deblurring"]
+    for name in ("restormer_deraining", "restormer_defocus_deblurring"):
+        entry = WEIGHTS[name]
+        assert entry.net == motion.net and entry.layout == "restormer" and entry.family == "restormer"
+        assert entry.url.startswith("https://github.com/swz30/Restormer/releases/download/v1.0/")
+
+
+def test_the_entries_protocols_test_the_standard_sets_as_the_authors():
+    from m3l.data.standard_sets import SETS
+    from m3l.hub import WEIGHTS
+
+    derain, defocus = WEIGHTS["restormer_deraining"], WEIGHTS["restormer_defocus_deblurring"]
+    cfg = compose_test(*(o.replace("{data_root}", "/sets") for o in derain.protocol))
+    assert cfg.metrics.y_channel and cfg.metrics.crop_border == 0 and cfg.data.degradation == "rain"
+    assert dict(cfg.data.test_sets) == {s: f"/sets/{s}" for s in ("test100", "rain100h", "rain100l", "test2800",
+                                                                    "test1200")}
+    cfg = compose_test(*(o.replace("{data_root}", "/sets") for o in defocus.protocol))
+    assert not cfg.metrics.y_channel and (cfg.data.input, cfg.data.target) == ("/inputC/", "/target/")
+    assert dict(cfg.data.test_sets) == {"dpdd": "/sets/dpdd"}
+    for entry, degradation in ((derain, "rain"), (defocus, "defocus")):
+        sets = {key.split("/")[0] for key in entry.metrics}
+        assert sets <= set(SETS) and {key.split("/")[1] for key in entry.metrics} == {degradation}

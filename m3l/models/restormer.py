@@ -220,7 +220,7 @@ def convert_authors(raw: dict) -> tuple[dict, dict]:
 
 LAYOUTS = (Layout(name="restormer", detect=is_restormer, convert=convert_authors,
                   description="the Restormer authors' files: motion_deblurring.pth, real_denoising.pth, "
-                              "gaussian_gray_denoising_blind.pth"),)
+                              "gaussian_gray_denoising_blind.pth, deraining.pth, single_image_defocus_deblurring.pth"),)
 
 
 # Weights entries (Zamir et al. 2022): {"params": ...} files of the repository's v1.0 release.
@@ -244,10 +244,36 @@ WEIGHTS = (
     Weights(model="restormer", variant="gaussian_color_blind", url=RELEASE + "gaussian_color_denoising_blind.pth",
             sha256=None, net={"channels": 3, **DENOISING}, layout="restormer", source=SOURCE,
             metrics=rows({"cbsd68": noise((34.39, 31.78, 28.59))})),
+    # Deraining (Rain13K training), Deraining/Options/Deraining_Restormer.yml: the paper's net, WithBias norms.
+    # Their test.py pads to a multiple of 8 by reflection (as the net here), evaluate_PSNR_SSIM.m measures the
+    # saved 8-bit PNGs on MATLAB rgb2ycbcr's Y, no crop: data=deraining. Paper Table 1, PSNR / SSIM.
+    Weights(model="restormer", variant="deraining", url=RELEASE + "deraining.pth", sha256=None,
+            net={"channels": 3, **ARCH}, layout="restormer",
+            source=SOURCE + "; numbers: paper Table 1 (Y PSNR / SSIM; the PSNRs checked against a copy of the "
+                   "table, the SSIMs as read from the paper, not re-checked)",
+            metrics=rows({"test100": {"rain": (32.00, 0.923)}, "rain100h": {"rain": (31.46, 0.904)},
+                          "rain100l": {"rain": (38.99, 0.978)}, "test2800": {"rain": (34.18, 0.944)},
+                          "test1200": {"rain": (33.19, 0.926)}}, ("psnr", "ssim")),
+            protocol=("data=deraining", "data.test_sets={" + ",".join(
+                f"{s}:{{data_root}}/{s}" for s in ("test100", "rain100h", "rain100l", "test2800", "test1200")) + "}")),
+    # Single-image defocus deblurring (DPDD, 8-bit), Defocus_Deblurring/Options/DefocusDeblur_Single_8bit_
+    # Restormer.yml: the paper's net, WithBias norms, dual_pixel_task false (the dual-pixel file, 6 input
+    # channels, is refused). test_single_image_defocus_deblur.py: the 76 DPDD test pairs inputC/ -> target/ read
+    # as 8-bit, whole 1680x1120 images, RGB PSNR on the float output (here rounded to 8 bits first: a few
+    # hundredths of a dB at most) and skimage's SSIM (7x7 uniform windows; m3l's is Wang's 11x11 Gaussian one, so
+    # SSIM is not comparable to the third decimal). Paper Table 3, combined (indoor 28.87 / 0.882, outdoor
+    # 23.24 / 0.743 are the authors' indoor_labels.npy / outdoor_labels.npy subsets of the same folder).
+    Weights(model="restormer", variant="defocus_deblurring", url=RELEASE + "single_image_defocus_deblurring.pth",
+            sha256=None, net={"channels": 3, **ARCH}, layout="restormer",
+            source=SOURCE + "; numbers: paper Table 3, single-image, combined (as read from the paper, not re-checked)",
+            metrics={"dpdd/defocus/psnr": 25.98, "dpdd/defocus/ssim": 0.811},
+            protocol=("data=paired", "data.input=/inputC/", "data.target=/target/", "data.degradation=defocus",
+                      "data.test_sets={dpdd:{data_root}/dpdd}")),
 )
 
 FAMILY = register(Family(
     "restormer", Restormer, tiny={"width": 4, "num_blocks": [1, 1], "heads": [1, 1], "refinement_blocks": 1},
     layouts=LAYOUTS, weights=WEIGHTS,
     doc="""Restormer (Zamir et al. 2022). ``pretrained=True``: motion deblurring (GoPro 32.92 dB); ``variant``:
-    ``real_denoising``, ``gaussian_gray_blind``, ``gaussian_color_blind``."""))
+    ``real_denoising``, ``gaussian_gray_blind``, ``gaussian_color_blind``, ``deraining`` (Rain13K),
+    ``defocus_deblurring`` (single-image, DPDD)."""))
