@@ -27,7 +27,7 @@ def toy(tmp_path, monkeypatch):
 
 
 # The fixed names of issue 21's paired test sets (protocols refer to them as {data_root}/<name>).
-ISSUE_21_SETS = ["rain100l", "rain100h", "test100", "test1200", "test2800", "dpdd", "lol_v1", "lol_v2_real",
+ISSUE_21_SETS = ["rain13k", "rain100l", "rain100h", "test100", "test1200", "test2800", "dpdd", "lol_v1", "lol_v2_real",
                  "lol_v2_synthetic", "sots_indoor", "sots_outdoor"]
 
 

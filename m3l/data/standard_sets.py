@@ -48,6 +48,7 @@ DNCNN = "https://github.com/cszn/DnCNN/archive/refs/heads/master.zip"
 FFDNET = "https://github.com/cszn/FFDNet/archive/refs/heads/master.zip"
 FBCNN = "https://github.com/jiaxi-jiang/FBCNN/archive/refs/heads/main.zip"
 DAVIS = "https://data.vision.ee.ethz.ch/csergi/share/davis"
+RAIN13K_TRAIN = "https://drive.google.com/file/d/14BidJeG4nSNuFNFDf99K-7eErCq4i47t/view"  # Restormer's train.zip
 RAIN13K_TEST = "https://drive.google.com/file/d/1P_-RAvltEoEhfT-9GrWRdpEi6NSswTs8/view"  # Restormer's test.zip
 DPDD_TEST = "https://drive.google.com/file/d/1dDWUQ_D93XGtcywoUcZE1HOXCV4EuLyw/view"  # Restormer's DPDD test.zip
 LOL_V2 = "https://drive.google.com/file/d/1Ou9EljYZW8o5dbDCf9R34FS8Pd8kEp2U/view"  # RetinexFormer's LOL-v2
@@ -99,8 +100,12 @@ SETS: dict[str, StandardSet] = {s.name: s for s in [
     # image files (both halves of each pair) as the authors state them, NOT verified against the files; no
     # content checksum is pinned (sha256 None). Test with data=paired (or data=deraining) and the pair folders
     # in data.input / data.target, e.g. data.input=/input/ data.target=/target/.
-    # Deraining: Restormer's Deraining/download_data.py fetches one test.zip (Drive id rain13k_test) unpacked to
-    # test/<Set>/{input,target}; the set sizes are MPRNet's Table 1 (Rain13K's test sets).
+    # Deraining: Restormer's Deraining/download_data.py fetches train.zip (Drive id rain13k_train, unpacked to
+    # train/Rain13K/{input,target}) and one test.zip (rain13k_test, unpacked to test/<Set>/{input,target}); the set
+    # sizes are MPRNet's Table 1.
+    StandardSet("rain13k", RAIN13K_TRAIN, "train/Rain13K", 27424, manual=True,
+                what="deraining training pairs input/ target/ (13712: Rain14000's 11200 train + Rain1800 + Rain800's "
+                "700 + Rain12, MPRNet Table 1; Restormer's and MPRNet's training set); count unverified"),
     StandardSet("rain100l", RAIN13K_TEST, "test/Rain100L", 200, manual=True,
                 what="deraining pairs input/ target/ (100, Yang et al. 2017; Restormer / MPRNet Table 1, Y PSNR/SSIM); "
                 "count unverified"),
