@@ -49,6 +49,18 @@ def test_the_command_lines_test_set_degradation_and_levels_win_over_the_paper_pr
     assert records["data.patch_size"] == {"key": "data.patch_size", "preset": 64, "used": 64, "by": "preset"}
 
 
+def test_a_test_set_the_protocol_does_not_name_replaces_its_sets(run_m3l, tmp_path, paper_data):
+    """The published workflow's shape: preset=paper with the weights' own test sets (SwinIR color on CBSD68 where
+    the protocol names Set12 and BSD68); Hydra alone stops with "Key 'cbsd68' is not in struct"."""
+    root, weights = paper_data
+    write_images(root / "mine", {"a.png": (20, 20)}, seed=2)
+    run_m3l("test", *TINY_FFDNET, f"checkpoint={weights}", "preset=paper", f"data_root={root}",
+            f"data.test_sets={{mine: {root}/mine}}", "hydra.run.dir=run")
+    table = pd.read_csv(tmp_path / "run" / "metrics.csv")  # the protocol's sigma 15 / 25 / 50 on the user's set
+    assert table[["dataset", "degradation"]].values.tolist() == [["mine", f"sigma{s}"] for s in (15, 25, 50)]
+    assert set(table["n_images"]) == {1}
+
+
 def test_testing_never_falls_back_to_a_random_training_degradation(run_m3l, tmp_path, paper_data):
     root, weights = paper_data
     result = run_m3l("test", *TINY_FFDNET, f"checkpoint={weights}", "preset=paper", f"data_root={root}",

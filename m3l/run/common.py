@@ -43,7 +43,7 @@ def entry(task: Callable[[DictConfig], Any], config_name: str, model: bool = Tru
 
     @functools.wraps(main)
     def main_with_hints() -> Any:
-        sys.argv[1:] = quote_equals(null_groups(sys.argv[1:]))
+        sys.argv[1:] = quote_equals(null_groups(open_mappings(sys.argv[1:])))
         try:
             require_plugins(sys.argv[1:])
             if not any(a in ("--help", "-h", "--hydra-help", "--info", "-i") or a.startswith(("--cfg", "-c"))
@@ -63,6 +63,19 @@ def entry(task: Callable[[DictConfig], Any], config_name: str, model: bool = Tru
             raise
 
     return main_with_hints
+
+
+# Mappings whose keys are the user's own names (test sets): a preset's mapping must not refuse a new one.
+OPEN_MAPPINGS = ("data.test_sets",)
+
+
+def open_mappings(overrides: list[str]) -> list[str]:
+    """``data.test_sets={mine: DIR}`` as Hydra's ``++data.test_sets=...``: a preset's protocol fixes its own set
+    names (``{set12: ..., bsd68: ...}``, struct), and Hydra refuses a new name there with ``Key 'mine' is not in
+    struct``. With ``++`` it composes; :func:`m3l.run.precedence.user_wins` then makes the command line's mapping
+    replace the preset's (the sets it names, no others)."""
+    return [f"++{o}" if o.partition("=")[0] in OPEN_MAPPINGS and o.partition("=")[2].lstrip()[:1] == "{" else o
+            for o in overrides]
 
 
 def null_groups(overrides: list[str]) -> list[str]:
