@@ -28,12 +28,12 @@ def toy(tmp_path, monkeypatch):
 
 # The fixed names of issue 21's paired test sets (protocols refer to them as {data_root}/<name>).
 ISSUE_21_SETS = ["rain13k", "rain100l", "rain100h", "test100", "test1200", "test2800", "dpdd", "lol_v1", "lol_v2_real",
-                 "lol_v2_synthetic", "sots_indoor", "sots_outdoor"]
+                 "lol_v2_synthetic", "sots_indoor", "sots_outdoor", "hide", "sidd"]
 
 
 def test_every_set_has_a_url_a_count_and_a_subdir():
     for name in ["train400", "bsd68", "cbsd68", "set12", "kodak24", "mcmaster", "live1_gray", "live1_color",
-                 "classic5", "div2k_train", "gopro", "sidd_medium", *ISSUE_21_SETS]:
+                 "classic5", "div2k_train", "gopro", "sidd_medium", "urban100", *ISSUE_21_SETS]:
         spec = SETS[name]
         assert spec.url.startswith("https://") and spec.files > 0 and spec.subdir
         assert spec.sha256 is None or len(spec.sha256) == 64

@@ -95,6 +95,18 @@ SETS: dict[str, StandardSet] = {s.name: s for s in [
                 "85 frames each (unverified)"),
     StandardSet("sidd_medium", "https://www.eecs.yorku.ca/~kamel/sidd/dataset.php", "SIDD_Medium_Srgb", 640,
                 manual=True, what="real noisy / ground-truth sRGB pairs (320 pairs)"),
+    # The test pairs Restormer's download scripts fetch for deblurring (Motion_Deblurring/download_data.py: HIDE,
+    # 2025 pairs) and real denoising (Denoising/download_data.py: SIDD's 1280 validation blocks as PNG pairs), and
+    # Urban100 (Huang et al. 2015), the SwinIR / SCUNet / Restormer denoising set read as RGB or gray.
+    StandardSet("hide", "https://github.com/swz30/Restormer/blob/main/Motion_Deblurring/download_data.py", "test/HIDE",
+                4050, manual=True, what="motion deblurring pairs input/ target/ (HIDE, 2025 pairs, Shen et al. 2019; "
+                "Restormer / MPRNet tables; trained on GoPro); count unverified"),
+    StandardSet("sidd", "https://github.com/swz30/Restormer/blob/main/Denoising/download_data.py", "test/SIDD", 2560,
+                manual=True, what="real denoising pairs input/ target/ (SIDD validation: 1280 blocks of 256x256, "
+                "Abdelhamed et al. 2018; NAFNet / Restormer / Uformer / KBNet / MPRNet tables); count unverified"),
+    StandardSet("urban100", "https://github.com/jbhuang0604/SelfExSR", "Urban100", 100, manual=True,
+                what="100 urban photos with regular structures (Huang et al. 2015; the high-resolution images of "
+                "SelfExSR's Urban100 set); SwinIR / SCUNet / Restormer denoising tables; count unverified"),
     # Paired test sets of issue 21's tasks, as the papers' authors distribute them (Google Drive, hence manual=True:
     # the user downloads by hand and unpacks so that the folder named here holds the pair folders). Counts are
     # image files (both halves of each pair) as the authors state them, NOT verified against the files; no

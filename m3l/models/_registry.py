@@ -7,7 +7,7 @@ A family is one file ``m3l/models/<family>.py`` holding, in this order (timm's s
    authors' files; shared helpers in :mod:`m3l.models._layouts` and :mod:`m3l.models._matconvnet`);
 3. its weights entries (:class:`Weights`: URL, sha256, architecture arguments, layout, published numbers and
    the test protocol that measures them; protocol helpers: :data:`GRAY_DENOISING`, :func:`sigma`, :func:`rows`,
-   :func:`noise`, :data:`JPEG_GRAY`, :data:`NOISE_TESTS`);
+   :func:`noise`, :data:`JPEG_GRAY`, :data:`NOISE_TESTS`, :data:`GOPRO_TEST`, :data:`SIDD_TEST`);
 4. one registry line at the bottom::
 
        FAMILY = register(Family("dncnn", DnCNN, tiny={"depth": 3, "width": 4}, layouts=LAYOUTS, weights=WEIGHTS,
@@ -100,6 +100,13 @@ JPEG_GRAY = ("data.test_sets={live1_gray:{data_root}/live1_gray,classic5:{data_r
              "data.test_degradations=[{_target_:m3l.data.degradations.JPEG,quality:10},"
              "{_target_:m3l.data.degradations.JPEG,quality:20},{_target_:m3l.data.degradations.JPEG,quality:30},"
              "{_target_:m3l.data.degradations.JPEG,quality:40}]", "metrics.psnrb=true")
+
+# Real pairs (data=paired): GoPro's test pairs as released (<sequence>/blur/ and sharp/, degradation gopro_blur); the
+# SIDD validation blocks as PNG pairs (the standard set `sidd`: input/ and target/, degradation real). Metric keys:
+# "gopro/gopro_blur/psnr", "sidd/real/psnr".
+GOPRO_TEST = ("data=paired", "data.test_sets={gopro:{data_root}/gopro/test}")
+SIDD_TEST = ("data=paired", "data.test_sets={sidd:{data_root}/sidd}", "data.input=/input/", "data.target=/target/",
+             "data.degradation=real")
 
 
 def rows(sets: dict[str, dict[str, tuple]], metrics: tuple[str, ...] = ("psnr",)) -> dict:

@@ -29,7 +29,7 @@ import re
 
 from m3l.errors import M3LError
 from m3l.models._layouts import Layout, check_fits, unwrap
-from m3l.models._registry import Family, Weights, register
+from m3l.models._registry import GOPRO_TEST, SIDD_TEST, Family, Weights, register
 
 
 class LayerNorm2d(nn.Module):
@@ -206,10 +206,15 @@ SOURCE = "Chen et al. 2022 (megvii-research/NAFNet, Google Drive; MIT licence)"
 GOPRO = {"channels": 3, "encoder_blocks": [1, 1, 1, 28], "middle_blocks": 1, "decoder_blocks": [1, 1, 1, 1]}
 SIDD = {"channels": 3, "encoder_blocks": [2, 2, 4, 8], "middle_blocks": 12, "decoder_blocks": [2, 2, 2, 2]}
 
+# Tested as the authors do: GoPro's 1111 test pairs (blur/ sharp/, degradation gopro_blur), SIDD's 1280 validation
+# blocks as PNG pairs (the standard set `sidd`: input/ target/, degradation real).
+PROTOCOL = {"GoPro": (GOPRO_TEST, "gopro_blur"), "SIDD": (SIDD_TEST, "real")}
+
 WEIGHTS = tuple(
     Weights(model="nafnet", variant=f"{data.lower()}_width{width}", url=GDRIVE + drive, file=f"NAFNet-{data}-width{width}.pth",
             sha256=None, net={**(GOPRO if data == "GoPro" else SIDD), "width": width}, layout="basicsr_nafnet",
-            metrics={f"{data.lower()}/clean/psnr": psnr, f"{data.lower()}/clean/ssim": ssim}, source=SOURCE)
+            metrics={f"{data.lower()}/{PROTOCOL[data][1]}/psnr": psnr, f"{data.lower()}/{PROTOCOL[data][1]}/ssim": ssim},
+            protocol=PROTOCOL[data][0], source=SOURCE)
     for data, width, drive, psnr, ssim in [
         ("GoPro", 32, "1Fr2QadtDCEXg6iwWX8OzeZLbHOx2t5Bj", 32.8705, 0.9606),
         ("GoPro", 64, "1S0PVRbyTakYY9a82kujgZLbMihfNBLfC", 33.7103, 0.9668),

@@ -30,7 +30,7 @@ import re
 
 from m3l.errors import M3LError
 from m3l.models._layouts import Layout, check_fits, unwrap
-from m3l.models._registry import NOISE_TESTS, Family, Weights, noise, register, rows
+from m3l.models._registry import GOPRO_TEST, NOISE_TESTS, SIDD_TEST, Family, Weights, noise, register, rows
 
 
 class Attention(nn.Module):
@@ -231,11 +231,12 @@ DENOISING = {**ARCH, "layer_norm": "bias_free"}  # LayerNorm_type: BiasFree in t
 
 WEIGHTS = (
     Weights(model="restormer", variant="motion_deblurring", url=RELEASE + "motion_deblurring.pth", sha256=None,
-            net={"channels": 3, **ARCH}, layout="restormer", source=SOURCE,
-            metrics={"gopro/clean/psnr": 32.92, "gopro/clean/ssim": 0.961, "hide/clean/psnr": 31.22}),
+            net={"channels": 3, **ARCH}, layout="restormer", protocol=GOPRO_TEST,
+            source=SOURCE + "; also HIDE 31.22 dB (its input/ target/ pairs: data.input=/input/ data.target=/target/)",
+            metrics={"gopro/gopro_blur/psnr": 32.92, "gopro/gopro_blur/ssim": 0.961}),
     Weights(model="restormer", variant="real_denoising", url=RELEASE + "real_denoising.pth", sha256=None,
-            net={"channels": 3, **DENOISING}, layout="restormer", source=SOURCE,
-            metrics={"sidd/clean/psnr": 40.02, "sidd/clean/ssim": 0.960}),
+            net={"channels": 3, **DENOISING}, layout="restormer", source=SOURCE, protocol=SIDD_TEST,
+            metrics={"sidd/real/psnr": 40.02, "sidd/real/ssim": 0.960}),
     Weights(model="restormer", variant="gaussian_gray_blind", url=RELEASE + "gaussian_gray_denoising_blind.pth",
             sha256=None, net={"channels": 1, **DENOISING}, layout="restormer", source=SOURCE,
             metrics=rows({"set12": noise((33.35, 31.04, 28.01)), "bsd68": noise((31.95, 29.51, 26.62))}),
