@@ -277,8 +277,78 @@ def zoo() -> str:
     return "\n".join(lines + ["", "(the registry, `m3l/models/_registry.py`; `python -m m3l.run.list` prints more)"])
 
 
+def parameters(net_cfg: dict, **fixed) -> int | None:
+    """Parameters of the net a net config (plain containers) builds with ``fixed`` arguments, on the meta device."""
+    import torch
+    from hydra.utils import instantiate
+
+    config = {k: v for k, v in net_cfg.items() if k != "pretrained"}
+    try:
+        with torch.device("meta"):
+            net = instantiate({k: v for k, v in config.items() if k not in fixed}, _convert_="all", _partial_=True)(
+                **fixed)
+    except Exception:  # noqa: BLE001 - a net that cannot be built on the meta device gets no number
+        return None
+    return sum(p.numel() for p in net.parameters())
+
+
+def millions(count: int | None) -> str:
+    return "–" if count is None else f"{count:,}" if count < 100_000 else f"{count / 1e6:.2f}M"
+
+
+def zoo_models() -> str:
+    """Per model config: its net, the parameters of its CPU default and of its paper protocol's net (composed
+    with Hydra, built on the meta device), and its released weights with their parameters."""
+    import os
+
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    from m3l import hub
+    from m3l.run.common import register_search_path
+
+    os.environ.setdefault("XDG_CONFIG_HOME", "/nonexistent")  # the built-in configs only, not a user's
+    register_search_path()
+    configs = ROOT / "m3l" / "configs"
+    by_model: dict[str, list] = {}
+    for entry in hub.WEIGHTS.values():
+        by_model.setdefault(entry.model, []).append(entry)
+
+    def composed(*overrides: str) -> dict | None:
+        try:
+            return OmegaConf.to_container(compose("train", overrides=[*overrides, "++data_root=/data"]).net,
+                                          resolve=True)
+        except Exception:  # noqa: BLE001 - e.g. a paper protocol that needs data=paired: the caller tries that
+            return None
+
+    lines = ["| `model=` | net | parameters: CPU default | `preset=paper` | released weights (`net.pretrained=`) by "
+             "parameters |", "|---|---|---|---|---|"]
+    with initialize_config_module("m3l.configs", version_base="1.3"):
+        for path in sorted((configs / "model").glob("*.yaml")):
+            model = path.stem
+            default = composed(f"model={model}")
+            if default is None:
+                continue
+            paper = None
+            if (configs / "protocol" / "paper" / f"{model}.yaml").is_file():
+                paper = composed(f"model={model}", "preset=paper") or composed(f"model={model}", "data=paired",
+                                                                                 "preset=paper")
+            target = str(default.get("_target_", ""))
+            net = f"`{target.rsplit('.', 1)[-1]}` (`{target.split('.')[-2]}.py`)" if target.startswith("m3l.") \
+                else target
+            released: dict[str, list[str]] = {}
+            for entry in by_model.get(model, []):
+                count = parameters({**default, "_target_": entry.target}, **entry.net) if entry.target else None
+                released.setdefault(millions(count), []).append(f"`{entry.variant}`")
+            weights = "; ".join(f"{count}: {', '.join(names)}" for count, names in released.items()) or "–"
+            lines.append(f"| `{model}` | {net} | {millions(parameters(default))} | "
+                         f"{millions(parameters(paper)) if paper else '–'} | {weights} |")
+    return "\n".join(lines + ["", "(the model configs composed by Hydra and the weights table `m3l.hub.WEIGHTS`, "
+                                  "built on the meta device by `docs/fill_numbers.py`)"])
+
 BLOCKS = {
     "zoo": zoo,
+    "zoo_models": zoo_models,
     "correct_throughput": correct_throughput,
     "data_scale": data_scale,
     "published": published,
