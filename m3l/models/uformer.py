@@ -278,11 +278,10 @@ class Uformer(nn.Module):
         padding (left, right, top, bottom) to cut off again."""
         h, w = x.shape[-2:]
         m = self.multiple
-        if self.square:
-            side = (torch.sym_max(h, w) + m - 1) // m * m
-            height = width = side
-        else:
-            height, width = (h + m - 1) // m * m, (w + m - 1) // m * m
+        height, width = (h + m - 1) // m * m, (w + m - 1) // m * m
+        if self.square:  # the side twice, by two formulas of equal value: torch.export then does not know that the
+            # map is square, whose H * W would be a power (Pow), which m3l's .pt2 check refuses
+            height, width = torch.sym_max(height, width), (torch.sym_max(h, w) + m - 1) // m * m
         top, left = (height - h) // 2, (width - w) // 2
         padding = (left, width - w - left, top, height - h - top)
         return F.pad(x, padding), padding
