@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import write_images
 from PIL import Image
 
-from conftest import write_images
 from m3l.errors import M3LError
 from m3l.models import _layouts
 from m3l.models.mixdehazenet import FAMILY, MixDehazeNet, mirror_pad

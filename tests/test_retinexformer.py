@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import write_images
 from PIL import Image
 
-from conftest import write_images
 from m3l.errors import M3LError
 from m3l.models import _layouts
 from m3l.models.retinexformer import ARCH, FAMILY, RetinexFormer

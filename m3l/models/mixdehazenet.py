@@ -32,7 +32,6 @@ architecture (``net.pretrained=FILE``); :data:`WEIGHTS` lists them (the registry
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from m3l.errors import M3LError
