@@ -7,7 +7,7 @@ A family is one file ``m3l/models/<family>.py`` holding, in this order (timm's s
    authors' files; shared helpers in :mod:`m3l.models._layouts` and :mod:`m3l.models._matconvnet`);
 3. its weights entries (:class:`Weights`: URL, sha256, architecture arguments, layout, published numbers and
    the test protocol that measures them; protocol helpers: :data:`GRAY_DENOISING`, :func:`sigma`, :func:`rows`,
-   :func:`noise`, :data:`JPEG_GRAY`, :data:`NOISE_TESTS`, :data:`GOPRO_TEST`, :data:`SIDD_TEST`);
+   :func:`noise`, :data:`JPEG_GRAY`, :data:`NOISE_TESTS`, :data:`COLOR_DENOISING`, :data:`GOPRO_TEST`, :data:`SIDD_TEST`);
 4. one registry line at the bottom::
 
        FAMILY = register(Family("dncnn", DnCNN, tiny={"depth": 3, "width": 4}, layouts=LAYOUTS, weights=WEIGHTS,
@@ -96,6 +96,7 @@ def sigma(value: int) -> tuple:
 
 NOISE_TESTS = ("data.test_degradations=[" + ",".join(
     "{_target_:m3l.data.degradations.GaussianNoise,sigma:%d}" % s for s in (15, 25, 50)) + "]")
+COLOR_DENOISING = ("data.channels=3", "data.test_sets={cbsd68:{data_root}/cbsd68}", NOISE_TESTS)  # sigma 15/25/50
 JPEG_GRAY = ("data.test_sets={live1_gray:{data_root}/live1_gray,classic5:{data_root}/classic5}",
              "data.test_degradations=[{_target_:m3l.data.degradations.JPEG,quality:10},"
              "{_target_:m3l.data.degradations.JPEG,quality:20},{_target_:m3l.data.degradations.JPEG,quality:30},"

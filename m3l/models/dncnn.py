@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from m3l.models._layouts import Layout, kair_body, kair_convs, strip_prefix
 from m3l.models._matconvnet import convs, is_matconvnet, sequential
-from m3l.models._registry import GRAY_DENOISING, JPEG_GRAY, NOISE_TESTS, Family, Weights, noise, register, rows, sigma
+from m3l.models._registry import COLOR_DENOISING, GRAY_DENOISING, JPEG_GRAY, Family, Weights, noise, register, rows, sigma
 
 
 class DnCNN(nn.Module):
@@ -134,10 +134,10 @@ WEIGHTS = (
     Weights(model="dncnn_color", variant="blind", url=AUTHORS + "GD_Color_Blind.mat",
             sha256="57db5437a44037e7675a99042fe7b14d3dcdf1c333d3ec665855566e8a59795c", net={**COLOR, **DEPTH_20},
             layout="matconvnet_dncnn", metrics=rows({"cbsd68": noise((33.89, 31.23, 27.92))}),
-            protocol=("data.test_sets={cbsd68:{data_root}/cbsd68}", NOISE_TESTS), source=SOURCE),
+            protocol=COLOR_DENOISING, source=SOURCE),
     Weights(model="dncnn_color", variant="kair_blind", url=KAIR + "dncnn_color_blind.pth", sha256=None,
             net={**COLOR, **DEPTH_20}, layout="kair_dncnn", metrics=rows({"cbsd68": noise((33.89, 31.23, 27.92))}),
-            source=KAIR_SOURCE),
+            protocol=COLOR_DENOISING, source=KAIR_SOURCE),
     Weights(model="dncnn_color", variant="sigma25", url=AUTHORS + "specifics_color/color_sigma=25.mat",
             sha256="99ac1aaaa4f851a48e5a686d13de05cf8dd8863606b477d1a917e8004e9e42cf", net={**COLOR, **DEPTH_20},
             layout="matconvnet_dncnn", source=SOURCE + "; no published table"),

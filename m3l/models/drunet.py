@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from m3l.models.common import ResBlock, crop, level_map, pad_to_multiple
 
 from m3l.models._layouts import Layout, check_fits, encoder, layers, net_args_of, residual, strip_prefix
-from m3l.models._registry import GRAY_DENOISING, Family, Weights, noise, register, rows
+from m3l.models._registry import COLOR_DENOISING, GRAY_DENOISING, Family, Weights, noise, register, rows
 
 
 def stage(width: int, blocks: int, bias: bool = False) -> nn.Sequential:
@@ -112,7 +112,8 @@ WEIGHTS = (
             layout="kair_drunet", protocol=GRAY_DENOISING, source=SOURCE,
             metrics=rows({"set12": noise((33.25, 30.94, 27.90)), "bsd68": noise((31.91, 29.48, 26.59))})),
     Weights(model="drunet", variant="color", url=KAIR + "drunet_color.pth", sha256=None, net={"channels": 3, **ARCH},
-            layout="kair_drunet", metrics=rows({"cbsd68": noise((34.30, 31.69, 28.51))}), source=SOURCE),
+            layout="kair_drunet", metrics=rows({"cbsd68": noise((34.30, 31.69, 28.51))}), protocol=COLOR_DENOISING,
+            source=SOURCE),
 )
 
 FAMILY = register(Family(

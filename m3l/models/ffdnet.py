@@ -21,7 +21,7 @@ from m3l.models.common import crop, level_map, pad_to_multiple
 from m3l.errors import M3LError
 from m3l.models._layouts import Layout, kair_body, kair_convs, strip_prefix
 from m3l.models._matconvnet import convs, is_matconvnet, sequential
-from m3l.models._registry import GRAY_DENOISING, Family, Weights, noise, register, rows
+from m3l.models._registry import COLOR_DENOISING, GRAY_DENOISING, Family, Weights, noise, register, rows
 
 
 class FFDNet(nn.Module):
@@ -135,11 +135,11 @@ WEIGHTS = (
     Weights(model="ffdnet", variant="color", url=AUTHORS + "FFDNet_color.mat",
             sha256="a4b5a9da21294ab9ba6ed5c6cc459c46dff20c025eb7d3ab82e8e0bb00541793", net=COLOR,
             layout="matconvnet_ffdnet", metrics=COLOR_ROWS,
-            protocol=("data.channels=3", "data.test_sets={cbsd68:{data_root}/cbsd68}"), source=SOURCE),
+            protocol=COLOR_DENOISING, source=SOURCE),
     Weights(model="ffdnet", variant="kair_gray", url=KAIR + "ffdnet_gray.pth", sha256=None, net=GRAY,
             layout="kair_ffdnet", metrics=GRAY_ROWS, protocol=GRAY_DENOISING, source=KAIR_SOURCE),
     Weights(model="ffdnet", variant="kair_color", url=KAIR + "ffdnet_color.pth", sha256=None, net=COLOR,
-            layout="kair_ffdnet", metrics=COLOR_ROWS, source=KAIR_SOURCE),
+            layout="kair_ffdnet", metrics=COLOR_ROWS, protocol=COLOR_DENOISING, source=KAIR_SOURCE),
 )
 
 FAMILY = register(Family(

@@ -30,7 +30,7 @@ import re
 
 from m3l.errors import M3LError
 from m3l.models._layouts import Layout, check_fits, unwrap
-from m3l.models._registry import GOPRO_TEST, NOISE_TESTS, SIDD_TEST, Family, Weights, noise, register, rows
+from m3l.models._registry import COLOR_DENOISING, GOPRO_TEST, NOISE_TESTS, SIDD_TEST, Family, Weights, noise, register, rows
 
 
 class Attention(nn.Module):
@@ -243,7 +243,7 @@ WEIGHTS = (
             protocol=("data.channels=1", "data.test_sets={set12:{data_root}/set12,bsd68:{data_root}/bsd68}",
                       NOISE_TESTS)),  # preset=paper is Restormer's GoPro protocol
     Weights(model="restormer", variant="gaussian_color_blind", url=RELEASE + "gaussian_color_denoising_blind.pth",
-            sha256=None, net={"channels": 3, **DENOISING}, layout="restormer", source=SOURCE,
+            sha256=None, net={"channels": 3, **DENOISING}, layout="restormer", source=SOURCE, protocol=COLOR_DENOISING,
             metrics=rows({"cbsd68": noise((34.39, 31.78, 28.59))})),
     # Deraining (Rain13K training), Deraining/Options/Deraining_Restormer.yml: the paper's net, WithBias norms.
     # Their test.py pads to a multiple of 8 by reflection (as the net here), evaluate_PSNR_SSIM.m measures the

@@ -208,10 +208,11 @@ LAYOUTS = (Layout(name="fastdvdnet", detect=is_fastdvdnet, convert=convert_autho
 WEIGHTS = (
     Weights(model="fastdvdnet", variant="authors", url="https://github.com/m-tassano/fastdvdnet/raw/master/model.pth",
             sha256=None, net={"channels": 3, "widths": [32, 64, 128], "per_frame": 30}, layout="fastdvdnet",
-            metrics={"davis/sigma10/psnr": 38.71, "davis/sigma20/psnr": 35.77, "davis/sigma30/psnr": 34.04,
-                     "davis/sigma40/psnr": 32.82, "davis/sigma50/psnr": 31.86, "set8/sigma10/psnr": 36.44,
-                     "set8/sigma20/psnr": 33.43, "set8/sigma30/psnr": 31.68, "set8/sigma40/psnr": 30.46,
-                     "set8/sigma50/psnr": 29.53},
+            metrics={"davis_test/sigma10/psnr": 38.71, "davis_test/sigma20/psnr": 35.77,
+                     "davis_test/sigma30/psnr": 34.04, "davis_test/sigma40/psnr": 32.82,
+                     "davis_test/sigma50/psnr": 31.86, "set8/sigma10/psnr": 36.44, "set8/sigma20/psnr": 33.43,
+                     "set8/sigma30/psnr": 31.68, "set8/sigma40/psnr": 30.46, "set8/sigma50/psnr": 29.53},
+            protocol=("preset=paper", "data_root={data_root}"),  # Set8 and DAVIS-test at sigma 10-50
             source="Tassano et al. 2020 (m-tassano/fastdvdnet; MIT licence)"),
 )
 
