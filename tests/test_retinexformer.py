@@ -61,9 +61,10 @@ VARIANTS = {  # the authors' arguments
 }
 
 
-@pytest.mark.parametrize("name", list(VARIANTS))
-@pytest.mark.parametrize("size", [(32, 48), (37, 50)])  # a multiple of 4 (no padding), and one padded
+@pytest.mark.parametrize("name,size", [("released-shape", (32, 48)), ("released-shape", (37, 50)),
+                                       ("two-stages-uneven", (34, 47))])
 def test_retinexformer_equals_the_authors_network(spandrel_arch, tmp_path, name, size):
+    """Sizes: a multiple of 4 (no padding) and padded ones."""
     authors = authors_net(spandrel_arch, **VARIANTS[name])
     net, args = m3l_net(save_as_the_authors(authors, tmp_path / "LOL_tiny.pth"))
     arguments = VARIANTS[name]
