@@ -35,3 +35,43 @@ class CharbonnierLoss(nn.Module):
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return torch.sqrt((output - target).pow(2) + self.eps).mean()
+
+
+class EdgeLoss(nn.Module):
+    """MPRNet's edge loss (Zamir et al. 2021, their ``losses.py``): Charbonnier (``eps`` added as it is, as
+    :class:`CharbonnierLoss`; their ``eps=1e-3`` squared is ``1e-6``) between the Laplacians of the output and the
+    target, a Laplacian being ``x - g(up(down(g(x))))``: ``g`` the separable 5-tap Gaussian ``[.05, .25, .4, .25,
+    .05]`` per channel with replicated borders, ``down`` every other pixel, ``up`` zeros between pixels times 4."""
+
+    def __init__(self, eps: float = 1e-6):
+        super().__init__()
+        self.charbonnier = CharbonnierLoss(eps)
+        taps = torch.tensor([0.05, 0.25, 0.4, 0.25, 0.05])
+        self.register_buffer("kernel", torch.outer(taps, taps)[None, None], persistent=False)
+
+    def gauss(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        x = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="replicate")
+        return torch.nn.functional.conv2d(x, self.kernel.to(x.dtype).expand(c, 1, 5, 5), groups=c)
+
+    def laplacian(self, x: torch.Tensor) -> torch.Tensor:
+        filtered = self.gauss(x)
+        upsampled = torch.zeros_like(filtered)
+        upsampled[..., ::2, ::2] = 4 * filtered[..., ::2, ::2]
+        return x - self.gauss(upsampled)
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.charbonnier(self.laplacian(output), self.laplacian(target))
+
+
+class CharbonnierEdgeLoss(nn.Module):
+    """MPRNet's training loss of one stage's output: ``Charbonnier + edge_weight * EdgeLoss``, both with ``eps``
+    (their deblurring and deraining loss: eps 1e-6, i.e. their 1e-3 squared, edge weight 0.05; they sum it over
+    the three stages, as :class:`m3l.engine.restoration.RestorationModule` does for a net's ``stage_outputs``)."""
+
+    def __init__(self, eps: float = 1e-6, edge_weight: float = 0.05):
+        super().__init__()
+        self.charbonnier, self.edge, self.edge_weight = CharbonnierLoss(eps), EdgeLoss(eps), edge_weight
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.charbonnier(output, target) + self.edge_weight * self.edge(output, target)

@@ -156,6 +156,8 @@ class RestorationModule(pl.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.loss(self.restore(batch), batch["target"])
+        for stage in getattr(self.net, "stage_outputs", None) or ():  # a multi-stage net's earlier images (MPRNet)
+            loss = loss + self.loss(stage, batch["target"])
         extra = getattr(self.net, "extra_loss", None)  # a net's own auxiliary term (FBCNN's quality factor)
         if extra is not None:
             loss = loss + extra
