@@ -274,7 +274,9 @@ LAYOUTS = (Layout(name="scunet", detect=is_scunet, convert=convert_authors,
 
 # Weights entries (Zhang et al. 2023): plain state dicts in cszn/KAIR's v1.0 release (the SCUNet repository's
 # main_download_pretrained_models.py and README name them). One Gaussian net per sigma and colour; the paper's
-# Table 1 (gray: Set12, BSD68, Urban100) and Table 2 (color: CBSD68, Kodak24, McMaster, Urban100).
+# Table 1 (gray: Set12, BSD68, Urban100) and Table 2 (color: CBSD68, Kodak24, McMaster, Urban100), checked against
+# the tables as the authors' README shows them (cszn/SCUNet commit 52e440a: figs/gray_scunet.png and
+# figs/color_scunet.png).
 RELEASE = "https://github.com/cszn/KAIR/releases/download/v1.0/"
 SOURCE = "Zhang et al. 2023 (cszn/SCUNet, files in cszn/KAIR's v1.0 release; Apache-2.0)"
 ARCH = {"blocks": [4, 4, 4, 4, 4, 4, 4], "width": 64, "head_dim": 32, "window": 8, "input_resolution": 256}
@@ -299,7 +301,8 @@ def gaussian(kind: str, i: int) -> Weights:
                    net={"channels": 3 if color else 1, **ARCH}, layout="scunet", protocol=protocol(color, s),
                    metrics={f"{name}/sigma{s}/psnr": values[i]
                             for name, values in (COLOR_TABLE if color else GRAY_TABLE).items()},
-                   source=f"{SOURCE}; Gaussian noise of sigma {s}, non-blind (one net per sigma)")
+                   source=f"{SOURCE}; Gaussian noise of sigma {s}, non-blind (one net per sigma); numbers: the "
+                          f"paper's Table {2 if color else 1} as the authors' README shows it")
 
 
 def real(kind: str, how: str) -> Weights:
