@@ -104,6 +104,9 @@ def download(entry: Weights, progress: bool = True) -> Path:
         record(folder, entry.url, expected)
     if target.is_file() and sha256(target) == expected:
         return target
+    if entry.manual:  # a shared folder's page: downloading it would record a web page's hash as the file's
+        raise M3LError(f"pretrained {entry.name}: the authors share {entry.released_name} in a folder, {entry.url}: "
+                       f"download it by hand and pass net.pretrained=PATH (or put it at {target})")
     folder.mkdir(parents=True, exist_ok=True)
     try:  # writes a temporary file, checks the hash, then renames: a bad download never lands in the cache
         torch.hub.download_url_to_file(entry.url, str(target), hash_prefix=expected, progress=progress)

@@ -103,6 +103,21 @@ def test_unreachable_url_and_unsafe_files_are_one_line_errors(published, tmp_pat
         hub.load_pretrained(DnCNN(channels=1, depth=3, width=8, batch_norm=False), entry.name)
 
 
+def test_an_entry_shared_in_a_folder_asks_for_a_download_by_hand(published, tmp_path, monkeypatch):
+    """A Drive / SharePoint folder link is a web page: downloading it would record the page's sha256 as the file's."""
+    _, entry = published
+    folder = hub.Weights(**{**entry.__dict__, "url": "https://drive.google.com/drive/folders/abc", "file": "x.pth"})
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("downloaded a folder page"))
+    with pytest.raises(M3LError) as error:
+        hub.download(folder)
+    message = str(error.value)
+    assert "\n" not in message and "x.pth" in message and "by hand" in message and "net.pretrained=PATH" in message
+    from m3l.models._registry import families
+
+    manual = {w.name for family in families().values() for w in family.weights if w.manual}
+    assert {"retinexformer_lol_v1", "kbnet_sidd"} <= manual and "dncnn_sigma25" not in manual
+
+
 def test_the_table_is_complete():
     from importlib.resources import files
 

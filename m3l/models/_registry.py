@@ -72,6 +72,12 @@ class Weights:
         return family_of(self.target) or self.target.rsplit(".", 2)[-2]
 
     @property
+    def manual(self) -> bool:
+        """The URL is a shared folder (Google Drive, OneDrive / SharePoint ``:f:`` links), not a file: the user
+        downloads ``released_name`` from it by hand."""
+        return "drive.google.com/drive/folders/" in self.url or ".sharepoint.com/:f:/" in self.url
+
+    @property
     def released_name(self) -> str:
         return self.file or self.url.rsplit("/", 1)[-1]
 
