@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import write_images
 from PIL import Image
 
-from conftest import write_images
 from m3l.errors import M3LError
 from m3l.models import _layouts
-from m3l.models.uformer import ARCH, FAMILY, WEIGHTS, Uformer
+from m3l.models.uformer import ARCH, FAMILY, Uformer
 
 TOLERANCE = 1e-5
 QUICK = ["data.num_workers=0", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
@@ -137,14 +137,14 @@ def test_padding_is_a_centred_zero_square():
     x = torch.rand(1, 3, 20, 45)  # -> a 64 x 64 square (m = 32): 22 rows above, 9 columns left
     square = torch.zeros(1, 3, 64, 64)
     square[:, :, 22:42, 9:54] = x
+    strip = torch.zeros(1, 3, 32, 64)  # square=False: 20 x 45 -> 32 x 64, 6 rows above, 9 columns left
+    strip[:, :, 6:26, 9:54] = x
     with torch.no_grad():
-        assert torch.allclose(net(x), net(square)[:, :, 22:42, 9:54], atol=1e-6)
-        net.square = False  # 20 x 45 -> 32 x 64: 6 rows above, 9 columns left
-        strip = torch.zeros(1, 3, 32, 64)
-        strip[:, :, 6:26, 9:54] = x
-        assert torch.allclose(net(x), net(strip)[:, :, 6:26, 9:54], atol=1e-6)
-        assert not torch.allclose(net(x), net(square)[:, :, 22:42, 9:54], atol=1e-4)
-    assert m == 32
+        in_square, squared = net(x), net(square)[:, :, 22:42, 9:54]
+        net.square = False
+        in_strip, stripped = net(x), net(strip)[:, :, 6:26, 9:54]
+    assert m == 32 and torch.allclose(in_square, squared, atol=1e-6) and torch.allclose(in_strip, stripped, atol=1e-6)
+    assert not torch.allclose(in_square, in_strip, atol=1e-4)
 
 
 def test_the_layout_gives_the_architecture_and_only_uformer_files_have_it(spandrel_arch, tmp_path):
@@ -195,7 +195,8 @@ def test_weights_entries_are_the_authors_release():
     from m3l.run.common import register_search_path
 
     assert [w.name for w in FAMILY.weights] == ["uformer_gopro", "uformer_sidd"]  # pretrained=True: GoPro
-    ids = {"gopro": "EfCPoTSEKJRAshoE6EAC_3YB7oNkbLUX6AUgWSCwoJe0oA", "sidd": "Ea7hMP82A0xFlOKPlQnBJy0B9gVP-1MJL75mR4QKBMGc2w"}
+    ids = {"gopro": "EfCPoTSEKJRAshoE6EAC_3YB7oNkbLUX6AUgWSCwoJe0oA",
+           "sidd": "Ea7hMP82A0xFlOKPlQnBJy0B9gVP-1MJL75mR4QKBMGc2w"}
     for entry in FAMILY.weights:
         assert hub.WEIGHTS[entry.name] == entry and entry.layout == "uformer" and entry.sha256 is None
         assert ids[entry.variant] in entry.url and entry.url.endswith("?download=1")

@@ -119,7 +119,8 @@ class WindowAttention(nn.Module):
         self.qkv = LinearProjection(width)
         self.proj = nn.Linear(width, width)
         row, col = (t.flatten() for t in torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij"))
-        index = (row[:, None] - row[None, :] + window - 1) * (2 * window - 1) + (col[:, None] - col[None, :] + window - 1)
+        index = ((row[:, None] - row[None, :] + window - 1) * (2 * window - 1)
+                 + (col[:, None] - col[None, :] + window - 1))
         self.register_buffer("offset_index", index, persistent=False)  # (p*p, p*p) into the table's rows
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -172,7 +173,7 @@ class LeWinBlock(nn.Module):
         return (label[:, :, None] != label[:, None, :]).to(like.dtype) * MASKED
 
     def forward(self, x: Tensor) -> Tensor:
-        n, h, w, c = x.shape
+        h, w = x.shape[1:3]
         shift = self.window // 2
         y = self.norm1(x)
         if self.shifted:
