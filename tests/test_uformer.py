@@ -234,7 +234,8 @@ def test_paper_preset_and_cpu_default():
     assert dict(cfg.data.test_sets) == {"gopro": "/sets/gopro/test"} and cfg.data.patches_per_epoch == 2103
     assert cfg.optimizer._target_ == "torch.optim.AdamW" and cfg.optimizer.lr == 2e-4
     assert cfg.optimizer.weight_decay == 0.02 and cfg.loss._target_ == "m3l.engine.losses.CharbonnierLoss"
-    assert cfg.loss.eps == 1e-6 and cfg.scheduler.eta_min == 1e-6 and cfg.scheduler.T_max == 3000
+    assert cfg.loss.eps == 1e-6 and cfg.scheduler.eta_min == 1e-6 and cfg.scheduler.T_max == 2997
+    assert cfg.scheduler._target_ == "m3l.engine.schedules.warmup_then_cosine" and cfg.scheduler.warmup == 3
     assert cfg.trainer.max_epochs == 3000 and cfg.scheduler_interval == "epoch"
     assert default.net.width == 8 and default.net.window == 4 and default.data.train_dir is None
     assert default.data.patch_size % (16 * default.net.window) == 0  # CPU patches need no padding
