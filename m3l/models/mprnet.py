@@ -94,6 +94,20 @@ def cabs(n: int, width: int, kernel: int, reduction: int, bias: bool, act: nn.Mo
     return [CAB(width, kernel, reduction, bias, act) for _ in range(n)]
 
 
+class Bilinear(nn.Module):
+    """Bilinear resampling to ``scale`` (0.5 or 2) times the size, half-pixel centres (``nn.Upsample``'s), the
+    size given (not the factor): ``torch.export`` keeps height and width symbolic."""
+
+    def __init__(self, scale: float):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        size = (h // 2, w // 2) if self.scale < 1 else (h * 2, w * 2)
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
 class Resample(nn.Module):
     """Bilinear resampling by ``scale`` (0.5 or 2; half-pixel centres) then a 1x1 convolution ``c_in -> c_out``,
     as ``<name>``: an ``nn.Sequential``, the conv at index 1 (the authors' ``DownSample.down`` /
@@ -102,8 +116,7 @@ class Resample(nn.Module):
     def __init__(self, c_in: int, c_out: int, scale: float, name: str):
         super().__init__()
         self.name = name
-        self.add_module(name, nn.Sequential(nn.Upsample(scale_factor=scale, mode="bilinear", align_corners=False),
-                                            nn.Conv2d(c_in, c_out, 1, bias=False)))
+        self.add_module(name, nn.Sequential(Bilinear(scale), nn.Conv2d(c_in, c_out, 1, bias=False)))
 
     def forward(self, x: Tensor, skip: Tensor | None = None) -> Tensor:
         x = self._modules[self.name](x)
@@ -213,14 +226,15 @@ class SAM(nn.Module):
         return x + self.conv1(x) * torch.sigmoid(self.conv3(restored)), restored
 
 
-def halves(x: Tensor, dim: int) -> Tensor:
-    """The two halves of ``x`` along ``dim`` (an even size) stacked on the batch: ``(2N, ...)``."""
-    return torch.cat(x.chunk(2, dim=dim), dim=0)
+def halves(x: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    """The first and second halves of ``x`` along ``dim`` (an even size)."""
+    n = x.shape[dim] // 2
+    return x.narrow(dim, 0, n), x.narrow(dim, n, n)
 
 
-def join(x: Tensor, dim: int) -> Tensor:
-    """Undoes :func:`halves`: the batch's two halves joined along ``dim``."""
-    return torch.cat(x.chunk(2, dim=0), dim=dim)
+def joined(a: list[Tensor], b: list[Tensor], dim: int) -> list[Tensor]:
+    """Level by level, ``a``'s and ``b``'s features side by side (``dim`` 3) or one over the other (2)."""
+    return [torch.cat(pair, dim=dim) for pair in zip(a, b)]
 
 
 class MPRNet(nn.Module):
@@ -260,20 +274,24 @@ class MPRNet(nn.Module):
     def stages(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The three stages' images (last first, as the authors' ``forward`` returns them) of ``x``, whose height
         and width are multiples of 8."""
-        # Stage 1: the quarters (top-left, bottom-left, top-right, bottom-right) on the batch, encoded; the left
-        # and right quarters' features joined side by side: the top and bottom halves on the batch.
-        top_bottom = halves(x, 2)
-        encoded1 = [join(f, 3) for f in self.stage1_encoder(self.shallow_feat1(halves(top_bottom, 3)))]
-        decoded1 = self.stage1_decoder(encoded1)
-        features, image1 = self.sam12(decoded1[0], top_bottom)
-        # Stage 2: the halves, with stage 1's features; joined top over bottom.
-        x2 = self.concat12(torch.cat([self.shallow_feat2(top_bottom), features], 1))
-        encoded2 = [join(f, 2) for f in self.stage2_encoder(x2, encoded1, decoded1)]
+        # Stage 1: the four quarters encoded one by one; the left and right quarters' features joined side by
+        # side, decoded as the top and bottom halves (each run alone, as the authors': the channel attention's
+        # means are a patch's own).
+        halves2 = halves(x, 2)
+        quarters = [self.stage1_encoder(self.shallow_feat1(q)) for half in halves2 for q in halves(half, 3)]
+        encoded1 = [joined(quarters[0], quarters[1], 3), joined(quarters[2], quarters[3], 3)]
+        decoded1 = [self.stage1_decoder(e) for e in encoded1]
+        sam1 = [self.sam12(d[0], half) for d, half in zip(decoded1, halves2)]
+        # Stage 2: each half, with stage 1's features; the halves' features joined top over bottom.
+        encoded2 = [self.stage2_encoder(self.concat12(torch.cat([self.shallow_feat2(half), features], 1)), e, d)
+                    for half, (features, _), e, d in zip(halves2, sam1, encoded1, decoded1)]
+        encoded2 = joined(encoded2[0], encoded2[1], 2)
         decoded2 = self.stage2_decoder(encoded2)
         features, image2 = self.sam23(decoded2[0], x)
         # Stage 3: the whole image at full resolution.
         x3 = self.concat23(torch.cat([self.shallow_feat3(x), features], 1))
-        return self.tail(self.stage3_orsnet(x3, encoded2, decoded2)) + x, image2, join(image1, 2)
+        image1 = torch.cat([sam1[0][1], sam1[1][1]], dim=2)
+        return self.tail(self.stage3_orsnet(x3, encoded2, decoded2)) + x, image2, image1
 
     def forward(self, x: Tensor) -> Tensor:
         x, size = pad_to_multiple(x, MULTIPLE, mode="reflect")
