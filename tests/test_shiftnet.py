@@ -158,3 +158,76 @@ def test_forward_clip_runs_the_authors_chunks():
     assert torch.equal(out[:, :2], chunks[0]) and torch.equal(out[:, 2:4], chunks[1])
     assert torch.equal(out[:, 4:], chunks[2][:, 1:])
     assert odd.shape == (1, 2, 3, 7, 6)
+
+
+# ------------------------------------------------------------------------------------------- paired clip folders
+def write_pairs(root: Path, sequences: dict[str, int], size=(20, 16), target: str = "sharp", seed: int = 0) -> None:
+    """GoPro's layout: ``<seq>/blur/`` and ``<seq>/<target>/`` frame folders (and a ``blur_gamma/`` to ignore),
+    each sharp frame the blurry one's negative (``blur + sharp = 1`` to 8 bits)."""
+    from m3l.io.images import write_png
+
+    generator = torch.Generator().manual_seed(seed)
+    for name, frames in sequences.items():
+        for t in range(frames):
+            blur = (torch.rand(3, size[1], size[0], generator=generator) * 255).round() / 255
+            write_png(blur, root / name / "blur" / f"{t:06d}.png")
+            write_png(blur, root / name / "blur_gamma" / f"{t:06d}.png")
+            write_png(1 - blur, root / name / target / f"{t:06d}.png")
+
+
+def test_paired_clip_folders_test_and_train(tmp_path):
+    from m3l.data.video_folders import VideoFolderDataModule
+
+    write_pairs(tmp_path / "test", {"GOPR0001": 6, "GOPR0002": 5})
+    data = VideoFolderDataModule(test_sets={"gopro": str(tmp_path / "test")}, train_dir=str(tmp_path / "test"),
+                                 input="/blur/", target="/sharp/", channels=3, frames=5, patch_size=8,
+                                 crops_per_epoch=3, num_workers=0)
+    data.setup("test")
+    (test_set,) = data.test_sets_
+    items = [test_set[i] for i in range(len(test_set))]
+    assert [i["path"] for i in items] == ["GOPR0001/blur", "GOPR0002/blur"]  # blur_gamma/ is no input
+    assert [tuple(i["input"].shape) for i in items] == [(6, 3, 16, 20), (5, 3, 16, 20)]
+    assert all(i["degradation"] == "real" and torch.allclose(i["input"] + i["target"], torch.ones(1)) for i in items)
+    data.setup("fit")
+    for index in range(3):  # crops of the pair, flipped / rotated / reversed alike
+        crop = data.train_set[index]
+        assert crop["input"].shape == (5, 3, 8, 8) and torch.allclose(crop["input"] + crop["target"], torch.ones(1))
+
+
+def test_paired_clip_folders_misfits_are_one_line(tmp_path):
+    from m3l.data.video_folders import VideoFolderDataModule, clip_pairs
+
+    write_pairs(tmp_path / "dvd", {"seq": 3}, target="gt")
+    assert list(clip_pairs(tmp_path / "dvd", "/blur/", "/gt/", "t")) == ["seq/blur"]
+    with pytest.raises(M3LError, match="has no target clip .*sharp"):
+        clip_pairs(tmp_path / "dvd", "/blur/", "/sharp/", "data.test_sets.dvd")
+    with pytest.raises(M3LError, match="no frame folder under .* has '/input/'"):
+        clip_pairs(tmp_path / "dvd", "/input/", "/GT/", "data.test_sets.dvd")
+    (tmp_path / "dvd" / "seq" / "gt" / "000002.png").unlink()
+    with pytest.raises(M3LError, match="has 3 frames and its target .* 2"):
+        clip_pairs(tmp_path / "dvd", "/blur/", "/gt/", "data.test_sets.dvd")
+    with pytest.raises(M3LError, match="data.input and data.target go together"):
+        VideoFolderDataModule(input="/blur/")
+
+
+@pytest.mark.slow
+def test_shiftnet_trains_tests_and_corrects_end_to_end(run_m3l, tmp_path):
+    """Trained on paired clips (whole crops through forward_clip), tested on them, a clip corrected."""
+    import pandas as pd
+
+    write_pairs(tmp_path / "gopro" / "train", {"a": 8})
+    write_pairs(tmp_path / "gopro" / "test", {"b": 7, "c": 6}, seed=1)
+    quick = ["data.num_workers=0", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+             "data.input=/blur/", "data.target=/sharp/"]
+    run_m3l("train", "model=shiftnet", *quick, "data.train_dir=gopro/train", "data.val_dir=gopro/test",
+            "data.frames=6", "data.patch_size=8", "data.crops_per_epoch=2", "data.train_batch_size=2",
+            "trainer.max_epochs=1", "checkpoint_out=shiftnet.ckpt", "hydra.run.dir=train")
+    run_m3l("test", "model=shiftnet", *quick, "checkpoint=shiftnet.ckpt", "data.test_sets={gopro: gopro/test}",
+            "hydra.run.dir=test")
+    rows = pd.read_csv(tmp_path / "test" / "metrics.csv")
+    assert rows.degradation.tolist() == ["real"] and rows.psnr.notna().all()
+    frames = pd.read_csv(tmp_path / "test" / "per_frame.csv")
+    assert len(frames) == 7 + 6  # every frame, the ends mirrored
+    run_m3l("correct", "model=shiftnet", "data.num_workers=0", "checkpoint=shiftnet.ckpt",
+            "data.correct_dir=gopro/test/b/blur", "serializer.root_dir=out")
+    assert len(list((tmp_path / "out").rglob("*.png"))) == 7

@@ -11,6 +11,14 @@
 
 With no folders it uses the embedded synthetic clips (:func:`m3l.data.video.embedded_clips`): windows moving
 over the dead-leaves images (training) and over scikit-image's photos (validation, test set ``clips``).
+
+Paired clips (video deblurring: degraded and clean frames recorded, not synthesised): with ``input`` and ``target``
+set, every folder's clips are pairs, as :mod:`m3l.data.paired_folders` pairs images: a clip whose path below the
+folder (with ``/`` around it) contains ``input`` is an input, its target the clip at that path with ``input``
+replaced by ``target``; nothing is degraded, and result rows name the degradation ``real``. GoPro
+(``GOPRO_Large/test/<seq>/blur/``, ``<seq>/sharp/``): ``input: /blur/``, ``target: /sharp/``; the CDVD-TSP / Shift-Net
+copies of GoPro and DVD (``test/blur/<seq>/``, ``test/gt/<seq>/``): ``/blur/`` and ``/gt/``; DVD as released
+(``<seq>/input/``, ``<seq>/GT/``): ``/input/`` and ``/GT/``. Paired training reads frame folders for every crop.
 """
 
 from __future__ import annotations
@@ -31,6 +39,46 @@ from m3l.data.video import degrade_clip, embedded_clips, reflect_index
 from m3l.errors import M3LError
 from m3l.run.extras import require
 from m3l.io.images import read_image, to_float
+
+
+def clip_pairs(source, input: str, target: str, what: str) -> dict[str, tuple[Clip, Clip]]:
+    """``{name: (input clip, target clip)}`` under the folder ``source``: each clip whose ``/name/`` contains
+    ``input``, paired with the clip at that path with ``input`` replaced by ``target`` (the same frame count). A
+    missing target or a count that differs is one line; so is a folder with no input clip."""
+    root = Path(source).expanduser()
+    pairs = {}
+    for clip in _clips(source, what):
+        marked = f"/{clip.name}/"
+        if input not in marked or clip.is_video:
+            continue
+        partner = Clip(root / marked.replace(input, target, 1).strip("/"), marked.replace(input, target, 1).strip("/"))
+        if not partner.path.is_dir():
+            raise M3LError(f"{what}: {clip.path} has no target clip {partner.path} (pairs: {input!r} -> {target!r} "
+                           f"in the path)")
+        counts = len(clip.frame_files()), len(partner.frame_files())
+        if counts[0] != counts[1]:
+            raise M3LError(f"{what}: {clip.path} has {counts[0]} frames and its target {partner.path} {counts[1]}")
+        pairs[clip.name] = (clip, partner)
+    if not pairs:
+        raise M3LError(f"{what}: no frame folder under {root} has {input!r} in its path (set data.input / "
+                       f"data.target)")
+    return pairs
+
+
+class PairedSource:
+    """A training pair of frame folders: ``crop`` returns the input's and the target's same crop."""
+
+    def __init__(self, pair: tuple[Clip, Clip], channels: int):
+        self.input, self.target = FrameSource(pair[0], channels), FrameSource(pair[1], channels)
+        if self.input.shape != self.target.shape:
+            raise M3LError(f"data.train_dir: {pair[0].path} is {self.input.shape} and its target {self.target.shape}")
+        self.shape = self.input.shape
+
+    def __len__(self) -> int:
+        return len(self.input)
+
+    def crop(self, start: int, count: int, top: int, left: int, size: int) -> torch.Tensor:
+        return torch.stack([s.crop(start, count, top, left, size) for s in (self.input, self.target)])
 
 
 def _clips(source, what: str) -> list[Clip]:
@@ -107,22 +155,25 @@ class ClipCrops(Dataset):
         p, (h, w) = self.patch_size, source.shape
         start = int(torch.randint(len(source) - self.frames + 1, ()))
         top, left = int(torch.randint(h - p + 1, ())), int(torch.randint(w - p + 1, ()))
-        crop = source.crop(start, self.frames, top, left, p)
+        crop = source.crop(start, self.frames, top, left, p)  # a pair: (2, T, C, p, p)
         if self.augment:
             k, flip, reverse = (int(torch.randint(n, ())) for n in (4, 2, 2))
-            crop = torch.rot90(crop, k, (2, 3))
-            crop = crop.flip(3) if flip else crop
-            crop = crop.flip(0) if reverse else crop
+            crop = torch.rot90(crop, k, (-2, -1))
+            crop = crop.flip(-1) if flip else crop
+            crop = crop.flip(-4) if reverse else crop
         crop = crop.contiguous()
+        if isinstance(source, PairedSource):
+            return {"input": crop[0], "target": crop[1], "side": {}}
         rng = np.random.RandomState(int(torch.randint(2**31 - 1, ())))
         degraded, side = degrade_clip(self.degradation, crop, rng, self.per_clip)
         return {"input": degraded, "target": crop, "side": side}
 
 
 class ClipEvalDataset(Dataset):
-    """Whole clean clips, each degraded with ``numpy.random.RandomState(seed)``."""
+    """Whole clean clips, each degraded with ``numpy.random.RandomState(seed)``; or ``(input, target)`` pairs of
+    clips, read as they are (the rows' degradation: ``real``)."""
 
-    def __init__(self, clips: Mapping[str, Clip | torch.Tensor], degradation, channels: int = 1,
+    def __init__(self, clips: Mapping[str, Clip | torch.Tensor | tuple[Clip, Clip]], degradation, channels: int = 1,
                  dataset: str = "test", seed: int = 0, per_clip: bool = True):
         self.names, self.clips = list(clips), list(clips.values())
         self.degradation, self.channels, self.dataset = degradation, channels, dataset
@@ -133,6 +184,10 @@ class ClipEvalDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         clip = self.clips[index]
+        if isinstance(clip, tuple):
+            degraded, target = (read_clip(c, self.channels) for c in clip)
+            return {"input": degraded, "target": target, "side": {}, "path": self.names[index],
+                    "dataset": self.dataset, "degradation": "real"}
         target = clip if isinstance(clip, torch.Tensor) else read_clip(clip, self.channels)
         degraded, side = degrade_clip(self.degradation, target, np.random.RandomState(self.seed), self.per_clip)
         return {"input": degraded, "target": target, "side": side, "path": self.names[index],
@@ -223,6 +278,8 @@ class VideoFolderDataModule(FolderDataModule):
             (:mod:`m3l.data.cache`; the default); ``False`` reads frame folders for every crop and holds videos
             decoded (8-bit) in each process.
         cache_dir: where the cache lives (default ``~/.cache/m3l/pixels``; node-local scratch on a cluster).
+        input, target: path fragments marking paired clips (see the module docstring; ``None``: clean clips,
+            degraded here). The embedded clips (no folder) are never paired.
     """
 
     def __init__(self, train_dir: str | None = None, val_dir: str | None = None, test_sets: Mapping | None = None,
@@ -231,8 +288,13 @@ class VideoFolderDataModule(FolderDataModule):
                  train_batch_size: int = 8, crops_per_epoch: int = 320, augment: bool = True,
                  num_workers: int | None = None, seed: int = 0, chunk: int = 8, synthetic: Mapping | None = None,
                  correct_side: Mapping | None = None, progressive: Sequence[Mapping] | None = None,
-                 cache: bool = True, cache_dir: str | None = None):
+                 cache: bool = True, cache_dir: str | None = None, input: str | None = None,
+                 target: str | None = None):
         super().__init__()
+        if (input is None) != (target is None):
+            raise M3LError("data.input and data.target go together: set both (paired clips, e.g. /blur/ and /gt/) "
+                           "or neither")
+        self.input, self.target = input, target
         if channels not in (1, 3):
             raise M3LError(f"data.channels must be 1 (gray) or 3 (RGB), got {channels}")
         self.train_dir, self.val_dir, self.test_sets, self.correct_dir = train_dir, val_dir, test_sets, correct_dir
@@ -246,13 +308,15 @@ class VideoFolderDataModule(FolderDataModule):
         self.correct_side = side_from_config(correct_side)
         self.use_progressive(progressive)
 
-    def _clean_clips(self, source, split: str, what: str) -> dict[str, Clip | torch.Tensor]:
+    def _clean_clips(self, source, split: str, what: str) -> dict[str, Clip | torch.Tensor | tuple[Clip, Clip]]:
         if source is None:
             return embedded_clips(split, self.channels, self.seed, **(self.synthetic if split == "train" else {}))
+        if self.input is not None:
+            return clip_pairs(source, self.input, self.target, what)
         return {clip.name: clip for clip in _clips(source, what)}
 
     def train_cache(self) -> pixel_cache.PixelCache | None:
-        if not self.cache or self.train_dir is None:
+        if not self.cache or self.train_dir is None or self.input is not None:
             return None
         items = [pixel_cache.Item((clip.path,) if clip.is_video else tuple(clip.frame_files()), clip.name,
                                   clip=not clip.is_video, video=clip.is_video)
@@ -269,7 +333,8 @@ class VideoFolderDataModule(FolderDataModule):
         if self.train_dir is not None:
             info(f"data.train_dir: {len(clips)} clips, frame folders read for every crop and videos held decoded "
                  f"in every rank (data.cache=false)")
-        return [FrameSource(c, self.channels) for c in clips.values()]
+        return [PairedSource(c, self.channels) if isinstance(c, tuple) else FrameSource(c, self.channels)
+                for c in clips.values()]
 
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", None):
@@ -281,7 +346,8 @@ class VideoFolderDataModule(FolderDataModule):
                                            self.channels, "val", self.seed, self.per_clip)
         if stage in ("test", None):
             sets = self.test_sets if self.test_sets is not None else {"clips": None}
-            levels = require_test_levels(self.degradation, self.test_degradations)
+            levels = ([self.degradation] if self.input is not None  # pairs: nothing to degrade
+                      else require_test_levels(self.degradation, self.test_degradations))
             self.test_sets_ = [ClipEvalDataset(self._clean_clips(source, "test", f"data.test_sets.{name}"), d,
                                                self.channels, name, self.seed, self.per_clip)
                                for name, source in sets.items() for d in levels]

@@ -39,6 +39,8 @@ class VideoRestorationModule(RestorationModule):
         reuse: in evaluation, restore runs of frames with the net's ``forward_clip`` when it has one and the side
             information is the same in every frame of a clip (FastDVDnet: each stage-1 output computed once, not
             3 times); False runs every window through ``forward`` (the baseline of benchmarks/fastdvdnet_reuse.py).
+            A net with ``trains_on_clips`` (Shift-Net, whose output depends on the whole clip it sees) always goes
+            through ``forward_clip``, in training too.
     """
 
     def __init__(self, net, *args, windows_per_step: int = 8, reuse: bool = True, **kwargs):
@@ -60,7 +62,8 @@ class VideoRestorationModule(RestorationModule):
         if self._reuses(side, centres):
             clip_side = {k: v[:, 0] for k, v in side.items()}  # one value per clip
             run = lambda x: self.net.forward_clip(x, step=self.windows_per_step, **clip_side)  # noqa: E731
-            return self.evaluate(run, clip[:, centres[0] - r:centres[-1] + r + 1], {})
+            part = clip[:, centres[0] - r:centres[-1] + r + 1]
+            return run(part) if self.training else self.evaluate(run, part, {})
         step = self.windows_per_step if not self.training else len(centres)
         outputs = []
         for first in range(0, len(centres), max(1, step)):
@@ -74,7 +77,9 @@ class VideoRestorationModule(RestorationModule):
     def _reuses(self, side: dict, centres: range) -> bool:
         """Whether evaluation can go through ``net.forward_clip``: it has one, and each side entry is the same in every
         frame of a clip (the per-window path gives each window its centre frame's value)."""
-        return (self.reuse and not self.training and len(centres) > 0 and hasattr(self.net, "forward_clip")
+        clips = getattr(self.net, "trains_on_clips", False)  # Shift-Net: the crop is the net's clip, in training too
+        return ((self.reuse or clips) and (clips or not self.training) and len(centres) > 0
+                and hasattr(self.net, "forward_clip")
                 and all(bool((v == v[:, :1]).all()) for v in side.values()))
 
     def restore(self, batch: dict) -> torch.Tensor:

@@ -470,10 +470,17 @@ SOURCE = ("Li et al., CVPR 2023 (dasongli1/Shift-Net, Google Drive; Apache-2.0 a
 SMALL = {"channels": 3, "variant": "small", "width0": 14, "width": 64, "growth": 4, "units": 3, "chunk": 96}
 PLUS = {"channels": 3, "variant": "plus", "width0": 24, "width": 80, "growth": 12, "units": 5, "chunk": 48}
 
+# m3l.run.test overrides: GoPro as released (the standard set gopro: GOPRO_Large/test/<seq>/blur|sharp/), DVD as
+# the CDVD-TSP copy the authors use (dvd/test/blur/<seq>/ and dvd/test/gt/<seq>/).
+PROTOCOLS = {"gopro": ("data.channels=3", "data.input=/blur/", "data.target=/sharp/",
+                       "data.test_sets={gopro:{data_root}/gopro/test}"),
+             "dvd": ("data.channels=3", "data.input=/blur/", "data.target=/gt/",
+                     "data.test_sets={dvd:{data_root}/dvd/test}")}
+
 WEIGHTS = tuple(
     Weights(model="shiftnet", variant=variant, url=GDRIVE + drive, file=file, sha256=None,
             net=SMALL if variant.endswith("small") else PLUS, layout="shiftnet", metrics={},
-            protocol=("data=video_paired", f"data.test_sets={{{data}:{{data_root}}/{data}}}"),
+            protocol=PROTOCOLS[data],
             source=SOURCE + "; published PSNR / SSIM not verified here (the paper's tables could not be read "
                             "when this entry was written)")
     for variant, data, drive, file in [
