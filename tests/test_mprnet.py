@@ -237,7 +237,7 @@ def test_mprnet_trains_tests_and_corrects_end_to_end(run_m3l, tmp_path):
     write_images(tmp_path / "set", {"a.png": (33, 21)}, mode="RGB")
     run_m3l("test", "model=mprnet", *QUICK, "checkpoint=mprnet.ckpt", "data.test_sets={S: set}", "hydra.run.dir=test")
     rows = pd.read_csv(tmp_path / "test" / "metrics.csv")
-    assert rows.degradation.tolist() == ["motion"] and rows.psnr.notna().all()
+    assert rows.degradation.tolist() == ["motion19+sigma2"] and rows.psnr.notna().all()
     run_m3l("correct", "model=mprnet", *QUICK, "checkpoint=mprnet.ckpt", "data.correct_dir=set",
             "serializer.root_dir=out")
     assert np.asarray(Image.open(tmp_path / "out" / "a.png")).shape == (21, 33, 3)
