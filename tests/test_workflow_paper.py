@@ -18,8 +18,13 @@ FAMILIES = sorted(p.stem for p in PROTOCOLS.glob("*.yaml"))
 
 
 def protocol_folders() -> set[str]:
-    """Every ``${data_root}/<folder>`` the paper protocols name (training, validation and test folders)."""
-    return {m for p in PROTOCOLS.glob("*.yaml") for m in re.findall(r"\$\{data_root\}/([\w./-]+)", p.read_text())}
+    """Every ``${data_root}/<folder>`` the paper protocols name (training, validation and test folders), and every
+    ``{data_root}/<folder>`` of the weights entries' test protocols (the published preset's)."""
+    from m3l.hub import WEIGHTS
+
+    entries = " ".join(o for w in WEIGHTS.values() for o in w.protocol)
+    return {m for p in PROTOCOLS.glob("*.yaml") for m in re.findall(r"\$\{data_root\}/([\w./-]+)", p.read_text())} | {
+        m for m in re.findall(r"\{data_root\}/([\w./-]+)", entries)}
 
 
 FOLDERS = sorted(protocol_folders() | {"sidd", "sidd_val"})
