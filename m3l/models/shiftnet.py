@@ -439,7 +439,8 @@ class ShiftNet(nn.Module):
 
 def is_shiftnet(raw: dict) -> bool:
     state = unwrap(raw)
-    return "stage1.concat.body.0.weight" in state and "rconcat.weight" in state and "orb1.down12.down.weight" in state
+    # lrelu (unused by the forward) is in every authors' file and in no m3l state dict, whose keys are otherwise theirs
+    return "stage1.concat.body.0.weight" in state and "rconcat.weight" in state and "lrelu.weight" in state
 
 
 def convert_authors(raw: dict) -> tuple[dict, dict]:
