@@ -204,7 +204,7 @@ ZOO |= {
     "restormer-color": (lambda: Restormer(3, 8, (1, 1), (1, 2), 1), 3, []),
     "per_frame": (lambda: PerFrame(DnCNN(1, depth=3, width=4)), 1, []),
 }
-SLOW = {"restormer", "mprnet", "restormer-color", "nafnet", "nafnet-tlc", "fastdvdnet", "swinir", "scunet", "retinexformer", "bsvd", "kbnet", "mixdehazenet", "uformer", "fftformer"}  # torch.export takes > 5 s for them on 2 cores
+SLOW = {"restormer", "mprnet", "restormer-color", "nafnet", "nafnet-tlc", "fastdvdnet", "swinir", "scunet", "retinexformer", "bsvd", "kbnet", "mixdehazenet", "uformer", "fftformer", "shiftnet"}  # torch.export takes > 5 s for them on 2 cores
 # Two batches at sizes that are not multiples of 8 (nor of the 64x64 export example): 11 < 12, NAFNet's TLC window.
 SIZES = [(1, (19, 30)), (2, (37, 11))]
 
