@@ -158,6 +158,17 @@ def check_fits(state: dict, names: dict[str, str], target: type, net_args: dict,
     return {new: state[key] for key, new in names.items()}
 
 
+def check_same_keys(state: dict, target: type, net_args: dict, name: str) -> dict:
+    """:func:`check_fits` for a net written with the authors' own key names (SCUNet, SwinIR, Uformer, ...): the
+    file must hold exactly the keys of ``target(**net_args)``, each of its shape."""
+    try:
+        with torch.device("meta"):
+            keys = target(**net_args).state_dict().keys()
+    except (ValueError, TypeError) as error:  # arguments read off the file that build no net
+        raise M3LError(f"{name}: {error}") from None
+    return check_fits(state, {k: k for k in keys}, target, net_args, name)
+
+
 # KAIR's plain conv stacks (DnCNN, FFDNet): model.<i>.weight|bias.
 
 KAIR_KEY = re.compile(r"^model\.(\d+)\.(weight|bias)$")

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from m3l.errors import M3LError
-from m3l.models._layouts import Layout, check_fits, unwrap
+from m3l.models._layouts import Layout, check_same_keys, unwrap
 from m3l.models._registry import Family, Weights, register
 from m3l.models.common import crop
 
@@ -250,12 +250,7 @@ def convert_authors(raw: dict) -> tuple[dict, dict]:
     imply: one line naming the first key missing, extra or of another shape."""
     state = unwrap(raw)
     net_args = net_args_of(state)
-    try:
-        with torch.device("meta"):
-            keys = MixDehazeNet(**net_args).state_dict().keys()
-    except ValueError as error:
-        raise M3LError(f"mixdehazenet: {error}") from None
-    return check_fits(state, {k: k for k in keys}, MixDehazeNet, net_args, "mixdehazenet"), net_args
+    return check_same_keys(state, MixDehazeNet, net_args, "mixdehazenet"), net_args
 
 
 LAYOUTS = (Layout(name="mixdehazenet", detect=is_mixdehazenet, convert=convert_authors,

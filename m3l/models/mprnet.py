@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from m3l.errors import M3LError
-from m3l.models._layouts import Layout, check_fits, unwrap
+from m3l.models._layouts import Layout, check_same_keys, unwrap
 from m3l.models._registry import GOPRO_TEST, SIDD_TEST, Family, Weights, register, rows
 from m3l.models.common import crop, pad_to_multiple
 
@@ -338,9 +338,7 @@ def convert_authors(raw: dict) -> tuple[dict, dict]:
     every CAB's ``body.1.weight`` in the file as in the net."""
     state = unwrap(raw)
     net_args = net_args_of(state)
-    with torch.device("meta"):
-        keys = MPRNet(**net_args).state_dict().keys()
-    return check_fits(state, {k: k for k in keys}, MPRNet, net_args, "mprnet"), net_args
+    return check_same_keys(state, MPRNet, net_args, "mprnet"), net_args
 
 
 LAYOUTS = (Layout(name="mprnet", detect=is_mprnet, convert=convert_authors,

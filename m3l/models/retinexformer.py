@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from m3l.errors import M3LError
-from m3l.models._layouts import Layout, check_fits, unwrap
+from m3l.models._layouts import Layout, check_same_keys, unwrap
 from m3l.models._registry import Family, Weights, register
 from m3l.models.common import crop, pad_to_multiple
 
@@ -249,9 +249,7 @@ def convert_authors(raw: dict) -> tuple[dict, dict]:
     imply: one line naming the first key missing, extra or of another shape."""
     state = unwrap(raw)
     net_args = net_args_of(state)
-    with torch.device("meta"):
-        keys = RetinexFormer(**net_args).state_dict().keys()
-    return check_fits(state, {k: k for k in keys}, RetinexFormer, net_args, "retinexformer"), net_args
+    return check_same_keys(state, RetinexFormer, net_args, "retinexformer"), net_args
 
 
 LAYOUTS = (Layout(name="retinexformer", detect=is_retinexformer, convert=convert_authors,

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from m3l.errors import M3LError
-from m3l.models._layouts import Layout, check_fits, unwrap
+from m3l.models._layouts import Layout, check_same_keys, unwrap
 from m3l.models._registry import Family, Weights, register
 from m3l.models.common import crop, pad_to_multiple
 
@@ -262,9 +262,7 @@ def convert_authors(raw: dict) -> tuple[dict, dict]:
     imply: one line naming the first key missing, extra or of another shape."""
     state = unwrap(raw)
     net_args = net_args_of(state)
-    with torch.device("meta"):
-        keys = SCUNet(**net_args).state_dict().keys()
-    return check_fits(state, {k: k for k in keys}, SCUNet, net_args, "scunet"), net_args
+    return check_same_keys(state, SCUNet, net_args, "scunet"), net_args
 
 
 LAYOUTS = (Layout(name="scunet", detect=is_scunet, convert=convert_authors,

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from m3l.errors import M3LError
-from m3l.models._layouts import Layout, check_fits, unwrap
+from m3l.models._layouts import Layout, check_same_keys, unwrap
 from m3l.models._registry import Family, Weights, noise, register, rows
 from m3l.models.common import crop, pad_to_multiple
 
@@ -365,9 +365,7 @@ def convert(raw: dict) -> tuple[dict, dict]:
     the same names, without the two buffers; every key and shape checked against the net it implies."""
     state = {k: v for k, v in unwrap(raw).items() if not k.endswith(BUFFERS)}
     net_args = net_args_of(state)
-    with torch.device("meta"):
-        names = list(SwinIR(**net_args).state_dict())
-    return check_fits(state, {k: k for k in names}, SwinIR, net_args, "swinir"), net_args
+    return check_same_keys(state, SwinIR, net_args, "swinir"), net_args
 
 
 LAYOUTS = (Layout(name="swinir", detect=is_swinir, convert=convert,

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from m3l.errors import M3LError
-from m3l.models._layouts import Layout, check_fits, unwrap
+from m3l.models._layouts import Layout, check_same_keys, unwrap
 from m3l.models._registry import Family, Weights, register
 
 LEVELS = (0, 1, 2, 3, 4, 3, 2, 1, 0)  # the U's level of each of the nine stages
@@ -354,9 +354,7 @@ def convert_authors(raw: dict) -> tuple[dict, dict]:
     them), checked against the net they imply: one line naming the first key missing, extra or of another shape."""
     state = {k: v for k, v in unwrap(raw).items() if not INDEX.search(k)}
     net_args = net_args_of(state)
-    with torch.device("meta"):
-        keys = Uformer(**net_args).state_dict().keys()
-    return check_fits(state, {k: k for k in keys}, Uformer, net_args, "uformer"), net_args
+    return check_same_keys(state, Uformer, net_args, "uformer"), net_args
 
 
 LAYOUTS = (Layout(name="uformer", detect=is_uformer, convert=convert_authors,
