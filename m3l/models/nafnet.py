@@ -19,31 +19,17 @@ The authors' released weights are below the net: their layout and weights entrie
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from m3l.models.common import crop, pad_to_multiple
-
-import re
-
 from m3l.errors import M3LError
+from m3l.models._blocks import LayerNorm2d
 from m3l.models._layouts import Layout, check_fits, unwrap
 from m3l.models._registry import GOPRO_TEST, SIDD_TEST, Family, Weights, register
-
-
-class LayerNorm2d(nn.Module):
-    """Layer normalization over the channels of each pixel, with a per-channel scale and shift."""
-
-    def __init__(self, channels: int, eps: float = 1e-6):
-        super().__init__()
-        self.weight, self.bias = nn.Parameter(torch.ones(channels)), nn.Parameter(torch.zeros(channels))
-        self.eps = eps
-
-    def forward(self, x: Tensor) -> Tensor:
-        mean = x.mean(1, keepdim=True)
-        var = (x - mean).pow(2).mean(1, keepdim=True)
-        return (x - mean) / (var + self.eps).sqrt() * self.weight[:, None, None] + self.bias[:, None, None]
+from m3l.models.common import crop, pad_to_multiple
 
 
 def simple_gate(x: Tensor) -> Tensor:

@@ -38,26 +38,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from m3l.errors import M3LError
+from m3l.models._blocks import DropPath
 from m3l.models._layouts import Layout, check_same_keys, unwrap
 from m3l.models._registry import Family, Weights, register
 from m3l.models.common import crop, pad_to_multiple
 
 MULTIPLE = 64  # the authors pad to a multiple of 64: three 2x downsamplings, then 8x8 windows
-
-
-class DropPath(nn.Module):
-    """Stochastic depth: in training, a sample's branch is dropped with probability ``p`` (the others scaled by
-    ``1 / (1 - p)``); the identity in evaluation."""
-
-    def __init__(self, p: float = 0.0):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        keep = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(1.0 - self.p)
-        return x * keep / (1.0 - self.p)
 
 
 def roll(x: Tensor, shift: int) -> Tensor:

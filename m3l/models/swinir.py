@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from m3l.errors import M3LError
+from m3l.models._blocks import DropPath
 from m3l.models._layouts import Layout, check_same_keys, unwrap
 from m3l.models._registry import Family, Weights, noise, register, rows
 from m3l.models.common import crop, pad_to_multiple
@@ -98,24 +99,6 @@ def mirror_pad(x: Tensor, window: int) -> Tensor:
         return torch.minimum(i, 2 * size - 1 - i)  # i, then 2 size - 1 - i: the border pixel repeated
 
     return x.index_select(-2, indices(h)).index_select(-1, indices(w))
-
-
-class DropPath(nn.Module):
-    """Stochastic depth: in training, each sample's branch is dropped with probability ``p`` (the others scaled
-    by ``1 / (1 - p)``); the identity in eval mode."""
-
-    def __init__(self, p: float = 0.0):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0:
-            return x
-        keep = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), device=x.device, dtype=x.dtype) >= self.p
-        return x * keep / (1 - self.p)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
 
 
 class WindowAttention(nn.Module):

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from m3l.errors import M3LError
+from m3l.models._blocks import DropPath
 from m3l.models._layouts import Layout, check_same_keys, unwrap
 from m3l.models._registry import Family, Weights, register
 
@@ -56,21 +57,6 @@ LEVELS = (0, 1, 2, 3, 4, 3, 2, 1, 0)  # the U's level of each of the nine stages
 STAGES = ("encoderlayer_0", "encoderlayer_1", "encoderlayer_2", "encoderlayer_3", "conv",
           "decoderlayer_0", "decoderlayer_1", "decoderlayer_2", "decoderlayer_3")
 MASKED = -100.0  # the authors' bias between pixels of a shifted window that came from opposite borders
-
-
-class DropPath(nn.Module):
-    """Stochastic depth: in training, a sample's branch is dropped with probability ``p`` (the others scaled by
-    ``1 / (1 - p)``); the identity in evaluation."""
-
-    def __init__(self, p: float = 0.0):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        keep = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(1.0 - self.p)
-        return x * keep / (1.0 - self.p)
 
 
 def roll(x: Tensor, shift: int) -> Tensor:
