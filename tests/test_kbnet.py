@@ -144,7 +144,7 @@ def test_weights_entry_is_the_authors_sidd_net():
     assert hub.WEIGHTS["kbnet_sidd"] == entry and entry.layout == "kbnet" and entry.sha256 is None
     assert entry.net == SIDD and entry.target == "m3l.models.kbnet.KBNet" and entry.released_name == "sidd.pth"
     assert entry.url.startswith("https://mycuhk-my.sharepoint.com/") and "by hand" in entry.source
-    assert entry.metrics == {"sidd/clean/psnr": 40.35, "sidd/clean/ssim": 0.972}
+    assert entry.metrics == {"sidd/real/psnr": 40.35, "sidd/real/ssim": 0.972}
 
 
 def test_paper_preset_and_cpu_default():

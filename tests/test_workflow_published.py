@@ -137,7 +137,7 @@ def test_published_preset_takes_weights_dir_and_leaves_out_what_is_missing(m3l_e
     from m3l.hub import WEIGHTS
 
     sets, weights = tmp_path / "sets", tmp_path / "weights"
-    for name in ("set12", "bsd68", "live1_gray", "classic5"):  # no gopro/, sidd_val/, set8/, davis_test/
+    for name in ("set12", "bsd68", "live1_gray", "classic5"):  # no gopro/, sidd/, set8/, davis_test/
         (sets / name).mkdir(parents=True)
     (weights / "dncnn").mkdir(parents=True)
     (weights / "dncnn" / "sigma=25.mat").write_bytes(b"the test's sigma=25.mat")  # its sha256 is pinned below
@@ -174,7 +174,7 @@ def test_published_preset_takes_weights_dir_and_leaves_out_what_is_missing(m3l_e
     assert "NAFNet-GoPro-width32.pth" in dropped["nafnet"] and f"no test set gopro ({sets}/gopro/test)" in dropped["nafnet"]
     assert f"no test set set8 ({sets}/set8), davis_test ({sets}/davis_test)" in dropped["fastdvdnet"]
     assert "model.pth" not in dropped["fastdvdnet"]
-    assert f"no test set sidd ({sets}/sidd_val" in dropped["nafnet_sidd"]
+    assert f"no test set sidd ({sets}/sidd)" in dropped["nafnet_sidd"]
 
     (cache / WEIGHTS["fbcnn_gray"].filename).unlink()
     empty = tmp_path / "empty"

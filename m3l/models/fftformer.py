@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from m3l.errors import M3LError
 from m3l.models._layouts import Layout, check_fits, unwrap
-from m3l.models._registry import Family, Weights, register
+from m3l.models._registry import GOPRO_TEST, Family, Weights, register
 from m3l.models.common import crop
 
 PATCH = 8          # the FFT patches of DFFN and FSAS
@@ -302,8 +302,9 @@ WEIGHTS = (
     Weights(model="fftformer", variant="gopro",
             url="https://github.com/kkkls/FFTformer/raw/main/pretrain_model/fftformer_GoPro.pth", sha256=None,
             net=ARCH, layout="fftformer",
-            metrics={"gopro/clean/psnr": 34.21, "gopro/clean/ssim": 0.969, "hide/clean/psnr": 31.62},
-            source=SOURCE + "; the paper's Table 1 (GoPro 34.21 dB / 0.969, HIDE 31.62 dB; also on paperswithcode)"),
+            metrics={"gopro/gopro_blur/psnr": 34.21, "gopro/gopro_blur/ssim": 0.969}, protocol=GOPRO_TEST,
+            source=SOURCE + "; the paper's Table 1 (GoPro 34.21 dB / 0.969, HIDE 31.62 dB; also on paperswithcode); "
+                   "HIDE's input/ target/ pairs: data.input=/input/ data.target=/target/ data.test_sets={hide: DIR}"),
 )
 
 FAMILY = register(Family(

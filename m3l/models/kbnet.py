@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 from m3l.errors import M3LError
 from m3l.models._layouts import Layout, check_fits, unwrap
-from m3l.models._registry import Family, Weights, register
+from m3l.models._registry import SIDD_TEST, Family, Weights, register
 from m3l.models.common import crop, pad_to_multiple
 
 BASES = 32       # kernel bases of a KBA module (the authors' nset)
@@ -258,7 +258,7 @@ SIDD = {"channels": 3, "width": 64, "encoder_blocks": [2, 2, 4, 8], "middle_bloc
 
 WEIGHTS = (
     Weights(model="kbnet", variant="sidd", url=ONEDRIVE, file="sidd.pth", sha256=None, net=SIDD, layout="kbnet",
-            metrics={"sidd/clean/psnr": 40.35, "sidd/clean/ssim": 0.972},
+            metrics={"sidd/real/psnr": 40.35, "sidd/real/ssim": 0.972}, protocol=SIDD_TEST,
             source="Zhang et al. 2023 (zhangyi-3/KBNet, OneDrive folder of Denoising/README.md: download sidd.pth by "
                    "hand; MIT licence); SIDD sRGB validation blocks, the paper's Table (PSNR 40.35 also on "
                    "paperswithcode; SSIM 0.972 from the paper, not re-checked here)"),
