@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from m3l.errors import M3LError
+from m3l.models._blocks import LayerNorm2d
 from m3l.models._layouts import Layout, check_fits, unwrap
 from m3l.models._registry import SIDD_TEST, Family, Weights, register
 from m3l.models.common import crop, pad_to_multiple
@@ -47,22 +48,6 @@ from m3l.models.common import crop, pad_to_multiple
 BASES = 32       # kernel bases of a KBA module (the authors' nset)
 KERNEL = 3       # their size (k)
 GROUP = 4        # channels of a group of the bases' grouped convolution (gc)
-
-
-class ChannelNorm(nn.Module):
-    """Layer norm over the channels of each pixel of an ``(N, C, H, W)`` map (biased variance, eps 1e-6), with a
-    per-channel scale ``weight`` and shift ``bias``: the authors' ``LayerNorm2d``."""
-
-    def __init__(self, channels: int, eps: float = 1e-6):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-        self.eps = eps
-
-    def forward(self, x: Tensor) -> Tensor:
-        centred = x - x.mean(1, keepdim=True)
-        normed = centred / (centred.pow(2).mean(1, keepdim=True) + self.eps).sqrt()
-        return normed * self.weight[:, None, None] + self.bias[:, None, None]
 
 
 class Gate(nn.Module):
@@ -107,8 +92,8 @@ class KBBlock(nn.Module):
         nn.init.kaiming_uniform_(self.w, a=math.sqrt(5))
         bound = 1 / math.sqrt(BASES * self.w.shape[2])  # the fan-in torch gives w (the authors' init)
         nn.init.uniform_(self.b, -bound, bound)
-        self.norm1 = ChannelNorm(width)
-        self.norm2 = ChannelNorm(width)
+        self.norm1 = LayerNorm2d(width)
+        self.norm2 = LayerNorm2d(width)
         self.sca = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(width, width, 1))
         spatial = (nn.Conv2d(width, width, 3, padding=1, groups=width) if lightweight
                    else nn.Conv2d(width, width, 5, padding=2, groups=width // 4))
