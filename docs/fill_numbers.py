@@ -346,7 +346,22 @@ def zoo_models() -> str:
     return "\n".join(lines + ["", "(the model configs composed by Hydra and the weights table `m3l.hub.WEIGHTS`, "
                                   "built on the meta device by `docs/fill_numbers.py`)"])
 
+def paper_protocols() -> str:
+    """Every paper protocol (m3l/configs/protocol/paper/<model>.yaml): the command its header gives and the file,
+    whose header names the authors' options it follows and any deliberate difference."""
+    lines = ["| `model=` | command (and the folders of `data_root`) | protocol file (sources in its header) |",
+             "|---|---|---|"]
+    for path in sorted((ROOT / "m3l" / "configs" / "protocol" / "paper").glob("*.yaml")):
+        found = re.search(r"^#\s+(python -m m3l\.run\.train [^\n]*)", path.read_text(), re.M)
+        command = re.sub(r"\s{2,}", " ", found.group(1)).strip() if found else "–"
+        command, _, folders = command.partition(" (")
+        folders = f" ({folders}" if folders else ""
+        lines.append(f"| `{path.stem}` | `{command}`{folders} | `{path.relative_to(ROOT)}` |")
+    return "\n".join(lines)
+
+
 BLOCKS = {
+    "paper_protocols": paper_protocols,
     "zoo": zoo,
     "zoo_models": zoo_models,
     "correct_throughput": correct_throughput,
