@@ -219,7 +219,8 @@ class ShiftBlock(nn.Module):
             backward = i % 2 == 1
             x = temporal_shift(x, frames, backward, self.wrap)
             moved = x[:, -shifted:] if backward else x[:, :shifted]
-            x = getattr(self, "encoder_level1" + (f"_{i}" if i else ""))(torch.cat((x, spatial_shift(moved, self.groups)), 1))
+            stage = getattr(self, "encoder_level1" + (f"_{i}" if i else ""))
+            x = stage(torch.cat((x, spatial_shift(moved, self.groups)), 1))
         return x
 
 
@@ -399,8 +400,9 @@ class ShiftNet(nn.Module):
         z = y
         for i in range(1, self.units + 1):
             z = getattr(self, f"rorb{i}")(z)
-        out = self.conv_last(z + y) + middle(frames)
-        return out.unflatten(0, (n, t - 2 * self.context))
+        # the input frames added unflattened: a view of the (padded) input sliced in time, flattened, has strides that
+        # torch.export can reshape only under a guard on the height (with 1 channel), so no dynamic height
+        return self.conv_last(z + y).unflatten(0, (n, t - 2 * self.context)) + x[:, self.context:t - self.context]
 
     def _checked(self, x: Tensor) -> Tensor:
         if x.ndim != 5 or x.shape[1] < self.frames:
