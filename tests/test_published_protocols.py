@@ -5,7 +5,8 @@ overrides that measure them (``benchmarks/published.py`` and the published workf
 whose test set, degradation or metric the protocol does not produce is a number nothing ever compares with: the
 benchmark would print "–" for it. The protocol is composed as ``m3l.run.test`` composes it and the rows it writes
 are read off the config: the test sets (``data.test_sets``), the degradations (``data.test_degradations``, else
-the fixed training one; real pairs: ``data.degradation``, the name in their rows) and the metric columns.
+the fixed training one; real pairs: ``data.degradation``, the name in their rows; paired clips: ``real``) and the
+metric columns.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def composed(tmp_path_factory):
             sets = set(data.test_sets) if data.get("test_sets") is not None else {"photos"}
             if str(data._target_).endswith("PairedFolderDataModule"):
                 degradations = {data.degradation}
+            elif str(data._target_).endswith("VideoFolderDataModule") and data.get("input"):
+                degradations = {"real"}  # paired clips (video deblurring) are not degraded: their rows say "real"
             else:
                 tests = [instantiate(d) for d in data.get("test_degradations") or []]
                 degradations = {d.name for d in require_test_levels(instantiate(data.degradation), tests)}

@@ -480,12 +480,21 @@ PROTOCOLS = {"gopro": ("data.channels=3", "data.input=/blur/", "data.target=/sha
              "dvd": ("data.channels=3", "data.input=/blur/", "data.target=/gt/",
                      "data.test_sets={dvd:{data_root}/dvd/test}")}
 
+# Published numbers: GoPro, the authors' README table (figures/comparison1.png, the paper's GoPro table; also on
+# their project page as "Quantitative comparison ... on GoPro"), RGB PSNR / SSIM over the frames their
+# inference/test_deblur*.py restores. DVD: the paper's DVD table could not be read here (the README and project
+# page show GoPro only), so the DVD entries carry no numbers.
+PUBLISHED = {"gopro_small": (35.22, 0.975), "gopro_plus": (35.88, 0.979)}
+GOPRO_SOURCE = ("; published PSNR / SSIM: the authors' README table (figures/comparison1.png: Ours-s 35.22 / 0.975, "
+                "Ours+ 35.88 / 0.979 on GoPro), the paper's GoPro table")
+DVD_SOURCE = "; published DVD PSNR / SSIM not verified here (the paper's DVD table could not be read), so none recorded"
+
 WEIGHTS = tuple(
     Weights(model="shiftnet", variant=variant, url=GDRIVE + drive, file=file, sha256=None,
-            net=SMALL if variant.endswith("small") else PLUS, layout="shiftnet", metrics={},
-            protocol=PROTOCOLS[data],
-            source=SOURCE + "; published PSNR / SSIM not verified here (the paper's tables could not be read "
-                            "when this entry was written)")
+            net=SMALL if variant.endswith("small") else PLUS, layout="shiftnet",
+            metrics={f"{data}/real/psnr": PUBLISHED[variant][0], f"{data}/real/ssim": PUBLISHED[variant][1]}
+            if variant in PUBLISHED else {},
+            protocol=PROTOCOLS[data], source=SOURCE + (GOPRO_SOURCE if data == "gopro" else DVD_SOURCE))
     for variant, data, drive, file in [
         ("gopro_small", "gopro", "1WnFZRnXN9ZJebMZaAZF6a0c8f3CrLjR_", "net_gopro_deblur_small.pth"),
         ("gopro_plus", "gopro", "1f79zxmCL-ygVmoJd86OT6uksPGk2BpL0", "net_gopro_deblur.pth"),
