@@ -33,7 +33,7 @@ ISSUE_21_SETS = ["rain13k", "rain100l", "rain100h", "test100", "test1200", "test
 
 def test_every_set_has_a_url_a_count_and_a_subdir():
     for name in ["train400", "bsd68", "cbsd68", "set12", "kodak24", "mcmaster", "live1_gray", "live1_color",
-                 "classic5", "div2k_train", "gopro", "sidd_medium", "urban100", *ISSUE_21_SETS]:
+                 "classic5", "div2k_train", "gopro", "dvd", "sidd_medium", "urban100", *ISSUE_21_SETS]:
         spec = SETS[name]
         assert spec.url.startswith("https://") and spec.files > 0 and spec.subdir
         assert spec.sha256 is None or len(spec.sha256) == 64
@@ -113,6 +113,8 @@ def test_manual_sets_say_where_to_put_them(monkeypatch, tmp_path):
     monkeypatch.setenv("M3L_DATA", str(tmp_path))
     with pytest.raises(M3LError, match="seungjunnah.github.io.*by hand.*" + str(tmp_path / "gopro")):
         locate("gopro")
+    with pytest.raises(M3LError, match="1lCZS0mHJcnQutyupM62tNUJl8JIW8i3Q.*by hand.*" + str(tmp_path / "dvd")):
+        locate("dvd")  # Shift-Net's DVD test clips (CDVD-TSP's copy, Google Drive)
 
 
 def test_the_paired_test_sets_are_manual_and_name_their_pair_folders(monkeypatch, tmp_path, capsys):

@@ -93,6 +93,13 @@ SETS: dict[str, StandardSet] = {s.name: s for s in [
                 what="video test set: 8 sequences, Derf's 480p tractor, touchdown, park_joy, sunflower + GoPro 540p "
                 "hypersmooth, motorbike, rafting, snowboard (the FastDVDnet authors' Drive folder test_sequences), "
                 "85 frames each (unverified)"),
+    # DVD (Su et al. 2017) as CDVD-TSP and Shift-Net test it: their Drive folder of GoPro / DVD copies, unpacked to
+    # dataset/DVD/test/{blur,gt}/<sequence>/ (Shift-Net's inference/test_deblur*.py). Count as the authors state it
+    # (10 test videos, 1000 frames), NOT verified against the files; no content checksum pinned.
+    StandardSet("dvd", "https://drive.google.com/drive/folders/1lCZS0mHJcnQutyupM62tNUJl8JIW8i3Q", "DVD/test", 2000,
+                manual=True, what="video deblurring test clips: 10 sequences as frame folders blur/<seq>/ and "
+                "gt/<seq>/ (DVD, Su et al. 2017, 1000 frame pairs; the CDVD-TSP / Shift-Net copy, data.input=/blur/ "
+                "data.target=/gt/); count unverified"),
     StandardSet("sidd_medium", "https://www.eecs.yorku.ca/~kamel/sidd/dataset.php", "SIDD_Medium_Srgb", 640,
                 manual=True, what="real noisy / ground-truth sRGB pairs (320 pairs)"),
     # The test pairs Restormer's download scripts fetch for deblurring (Motion_Deblurring/download_data.py: HIDE,

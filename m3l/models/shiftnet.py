@@ -474,11 +474,11 @@ SMALL = {"channels": 3, "variant": "small", "width0": 14, "width": 64, "growth":
 PLUS = {"channels": 3, "variant": "plus", "width0": 24, "width": 80, "growth": 12, "units": 5, "chunk": 48}
 
 # m3l.run.test overrides: GoPro as released (the standard set gopro: GOPRO_Large/test/<seq>/blur|sharp/), DVD as
-# the CDVD-TSP copy the authors use (dvd/test/blur/<seq>/ and dvd/test/gt/<seq>/).
+# the CDVD-TSP copy the authors use (the standard set dvd: their DVD/test, blur/<seq>/ and gt/<seq>/).
 PROTOCOLS = {"gopro": ("data.channels=3", "data.input=/blur/", "data.target=/sharp/",
                        "data.test_sets={gopro:{data_root}/gopro/test}"),
              "dvd": ("data.channels=3", "data.input=/blur/", "data.target=/gt/",
-                     "data.test_sets={dvd:{data_root}/dvd/test}")}
+                     "data.test_sets={dvd:{data_root}/dvd}")}
 
 # Published numbers: GoPro, the authors' README table (figures/comparison1.png, the paper's GoPro table; also on
 # their project page as "Quantitative comparison ... on GoPro"), RGB PSNR / SSIM over the frames their
