@@ -73,8 +73,10 @@ def test_every_family_is_registered_with_working_tiny_settings():
 
     files = {p.stem for p in Path(m3l.models.__file__).parent.glob("*.py")} - {"__init__", "common"}
     assert {f.net.__module__.rsplit(".", 1)[-1] for f in families().values()} == {f for f in files if f[0] != "_"}
+    # Shift-Net's fusion stage has a fixed set of shift blocks (the authors' levels) of 16 channels at least
+    larger = {"shiftnet": 400_000}
     for family in families().values():
-        assert n_params(family.build(1)) < 100_000, family.name
+        assert n_params(family.build(1)) < larger.get(family.name, 100_000), family.name
 
 
 def test_noise_level_map_changes_the_output():

@@ -152,6 +152,9 @@ def export_net(net: nn.Module, path: str | os.PathLike, format: str = "export", 
     """
     if format not in FORMATS:
         raise M3LError(f"format: {format!r} is not one of {', '.join(FORMATS)}")
+    refused = getattr(net, "not_exportable", {}).get(format)  # a net's own word on a format it cannot take
+    if refused:
+        raise M3LError(f"cannot export {type(net).__name__} with format={format}: {refused}; use format=export")
     if format == "torchscript":
         image_only(net)
     if format == "onnx":  # before the export: a missing package is one line, not a half-done job
