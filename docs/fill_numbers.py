@@ -266,7 +266,7 @@ def zoo() -> str:
         models.setdefault(target_of.get(model_net(path.stem, configs)), []).append(path.stem)
     lines = ["| family (`m3l/models/`) | `model=` | released weights | what |", "|---|---|---|---|"]
     for name, family in families().items():
-        what = family.doc.replace("``", "`").split(". `pretrained")[0].split("; ")[0].split("\n")[0].rstrip(". ")
+        what = " ".join(family.doc.replace("``", "`").split()).split(". `pretrained")[0].split("; ")[0].rstrip(". ")
         names = ", ".join(f"`{m}`" for m in models.get(family.target, [])) or "–"
         module = family.net.__module__.rsplit(".", 1)[-1]
         lines.append(f"| `{name}` (`{module}.py`) | {names} | {len(family.weights) or '–'} | {what} |")

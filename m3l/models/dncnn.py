@@ -151,7 +151,8 @@ WEIGHTS = (
 
 FAMILY = register(Family(
     "dncnn", DnCNN, tiny={"depth": 3, "width": 4}, layouts=LAYOUTS, weights=WEIGHTS,
-    doc="""DnCNN (Zhang et al. 2017). ``pretrained=True``: KAIR's copy of the authors' gray sigma-25 DnCNN-S
+    doc="""DnCNN (Zhang et al. 2017), Gaussian denoising (DnCNN-3: also JPEG). ``pretrained=True``: KAIR's copy of the
+    authors' gray sigma-25 DnCNN-S
     (Set12 30.44 dB, BSD68 29.23 dB); ``variant``: ``sigma15`` / ``sigma25`` / ``sigma50`` (the authors'
     MatConvNet files), ``dncnn_b_gray_blind``, ``dncnn_color_blind``, ``dncnn3_matconvnet``, ... (m3l/models/dncnn.py);
     or a weights file's path (its layout gives the architecture). ``kwargs`` go to

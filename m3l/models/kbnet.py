@@ -253,6 +253,7 @@ FAMILY = register(Family(
     "kbnet", KBNet, tiny={"width": 4, "encoder_blocks": [1], "middle_blocks": 1, "decoder_blocks": [1],
                           "ffn_scale": 1.5, "lightweight": True},
     layouts=LAYOUTS, weights=WEIGHTS,
-    doc="""KBNet (Zhang et al. 2023), KBNet_s. ``pretrained=True``: ``sidd``, real camera noise of RGB photos
+    doc="""KBNet (Zhang et al. 2023), KBNet_s, real-noise denoising. ``pretrained=True``: ``sidd``, real camera noise
+    of RGB photos
     (SIDD 40.35 dB); the file is in the authors' OneDrive folder only: download ``sidd.pth`` by hand and pass
     ``pretrained="sidd.pth"``."""))

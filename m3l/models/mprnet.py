@@ -386,5 +386,6 @@ WEIGHTS = (
 FAMILY = register(Family(
     "mprnet", MPRNet, tiny={"width": 4, "unet_step": 4, "orsnet_extra": 4, "orsnet_blocks": 1},
     layouts=LAYOUTS, weights=WEIGHTS,
-    doc="""MPRNet (Zamir et al. 2021), RGB. ``pretrained=True``: deblurring (GoPro 32.66 dB); ``variant``:
+    doc="""MPRNet (Zamir et al. 2021), multi-stage deblurring, deraining and real-noise denoising, RGB.
+    ``pretrained=True``: deblurring (GoPro 32.66 dB); ``variant``:
     ``deraining`` (Rain100L 36.40 dB, Y channel), ``denoising`` (real camera noise, SIDD 39.71 dB)."""))

@@ -210,5 +210,6 @@ WEIGHTS = tuple(
 FAMILY = register(Family(
     "nafnet", NAFNet, tiny={"width": 4, "encoder_blocks": [1], "middle_blocks": 1, "decoder_blocks": [1]},
     layouts=LAYOUTS, weights=WEIGHTS,
-    doc="""NAFNet (Chen et al. 2022). ``pretrained=True``: NAFNet-GoPro-width32 (deblurring, GoPro 32.87 dB);
+    doc="""NAFNet (Chen et al. 2022), deblurring and real-noise denoising. ``pretrained=True``: NAFNet-GoPro-width32
+    (deblurring, GoPro 32.87 dB);
     ``variant``: ``gopro_width64``, ``sidd_width32``, ``sidd_width64`` (denoising)."""))

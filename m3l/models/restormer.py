@@ -275,6 +275,7 @@ WEIGHTS = (
 FAMILY = register(Family(
     "restormer", Restormer, tiny={"width": 4, "num_blocks": [1, 1], "heads": [1, 1], "refinement_blocks": 1},
     layouts=LAYOUTS, weights=WEIGHTS,
-    doc="""Restormer (Zamir et al. 2022). ``pretrained=True``: motion deblurring (GoPro 32.92 dB); ``variant``:
+    doc="""Restormer (Zamir et al. 2022), deblurring, deraining, defocus deblurring, real and Gaussian denoising.
+    ``pretrained=True``: motion deblurring (GoPro 32.92 dB); ``variant``:
     ``real_denoising``, ``gaussian_gray_blind``, ``gaussian_color_blind``, ``deraining`` (Rain13K),
     ``defocus_deblurring`` (single-image, DPDD)."""))

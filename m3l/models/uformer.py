@@ -383,5 +383,6 @@ FAMILY = register(Family(
     tiny={"width": 2, "blocks": [1, 2, 1, 1, 2, 1, 1, 2, 1], "heads": [1, 1, 1, 2, 2, 2, 2, 1, 1], "window": 2,
           "input_resolution": 64, "mlp_ratio": 2.0},
     layouts=LAYOUTS, weights=WEIGHTS,
-    doc="""Uformer-B (Wang et al. 2022). ``pretrained=True``: motion deblurring (GoPro 33.06 dB); ``variant``:
+    doc="""Uformer-B (Wang et al. 2022), deblurring and real-noise denoising. ``pretrained=True``: motion deblurring
+    (GoPro 33.06 dB); ``variant``:
     ``sidd`` (real camera noise, SIDD 39.89 dB)."""))
