@@ -51,7 +51,7 @@ from torch import Tensor, nn
 from m3l.errors import M3LError
 from m3l.models._blocks import DropPath
 from m3l.models._layouts import Layout, check_same_keys, unwrap
-from m3l.models._registry import Family, Weights, register
+from m3l.models._registry import GOPRO_TEST, SIDD_TEST, Family, Weights, register
 
 LEVELS = (0, 1, 2, 3, 4, 3, 2, 1, 0)  # the U's level of each of the nine stages
 STAGES = ("encoderlayer_0", "encoderlayer_1", "encoderlayer_2", "encoderlayer_3", "conv",
@@ -355,14 +355,11 @@ SHARE = "https://mailustceducn-my.sharepoint.com/:u:/g/personal/zhendongwang_mai
 SOURCE = "Wang et al., CVPR 2022 (ZhendongWang6/Uformer, README's OneDrive links; MIT licence)"
 ARCH = {"width": 32, "blocks": [1, 2, 8, 8, 2, 8, 8, 2, 1], "heads": [1, 2, 4, 8, 16, 16, 8, 4, 2], "window": 8,
         "mlp_ratio": 4.0, "modulator": True, "drop_path": 0.1, "input_resolution": 128, "square": True}
-GOPRO = ("data=paired", "data.test_sets={gopro:{data_root}/gopro/test}")
-SIDD = ("data=paired", "data.test_sets={sidd:{data_root}/sidd}", "data.input=/input/", "data.target=/target/",
-        "data.degradation=real")
 
 WEIGHTS = (
     Weights(model="uformer", variant="gopro", sha256=None, file="Uformer_B_GoPro.pth",
             url=SHARE + "EfCPoTSEKJRAshoE6EAC_3YB7oNkbLUX6AUgWSCwoJe0oA?download=1",
-            net={"channels": 3, **ARCH}, layout="uformer", protocol=GOPRO,
+            net={"channels": 3, **ARCH}, layout="uformer", protocol=GOPRO_TEST,
             metrics={"gopro/gopro_blur/psnr": 33.06, "gopro/gopro_blur/ssim": 0.967},
             source=f"{SOURCE}; motion deblurring, trained on GoPro (256x256 patches); the paper's GoPro PSNR "
                    f"33.06 dB (CVPR version; arXiv v2 and Papers with Code: 32.97), SSIM 0.967 not checked against "
@@ -370,7 +367,7 @@ WEIGHTS = (
                    f"of a multiple of 128)"),
     Weights(model="uformer", variant="sidd", sha256=None, file="Uformer_B_SIDD.pth",
             url=SHARE + "Ea7hMP82A0xFlOKPlQnBJy0B9gVP-1MJL75mR4QKBMGc2w?download=1",
-            net={"channels": 3, **ARCH}, layout="uformer", protocol=SIDD,
+            net={"channels": 3, **ARCH}, layout="uformer", protocol=SIDD_TEST,
             metrics={"sidd/real/psnr": 39.89, "sidd/real/ssim": 0.960},
             source=f"{SOURCE}; real-noise denoising, trained on SIDD Medium sRGB (128x128 patches); the paper's "
                    f"SIDD PSNR 39.89 dB (CVPR version), SSIM 0.960 not checked against the PDF here; tested on the "
