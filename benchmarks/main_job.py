@@ -9,8 +9,8 @@ images and the pixel cache are built inside the job), then splits the wall time 
   validation, the rest of the fit; the process start-up (imports, data setup, writing the checkpoint) is the
   job's time minus the fit.
 
-The yardstick, measured in the same run: a plain PyTorch loop of the same DnCNN steps (batch 16, 40x40 patches,
-Adam, the same compute threads) in a fresh process, so the table says what the job costs in plain steps and holds
+The yardstick, measured in the same run: a plain PyTorch loop of the same DnCNN steps (the default model's width,
+depth, batch and patch size as ``model=dncnn`` composes them, Adam, the same compute threads) in a fresh process, so the table says what the job costs in plain steps and holds
 on a faster or a busier machine: ``job / plain`` is the ratio to read.
 
     python benchmarks/main_job.py [--cores 2] [--plain-steps 20] [--preset tiny]
@@ -39,10 +39,10 @@ STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
 PLAIN = """
 import sys, time, torch
 from m3l.models.dncnn import DnCNN
-torch.set_num_threads(int(sys.argv[1])); torch.manual_seed(0)
-net = DnCNN(); opt = torch.optim.Adam(net.parameters(), 1e-3)
-x, y = torch.rand(16, 1, 40, 40), torch.rand(16, 1, 40, 40)
-steps = int(sys.argv[2])
+threads, steps, width, depth, batch, patch = map(int, sys.argv[1:])
+torch.set_num_threads(threads); torch.manual_seed(0)
+net = DnCNN(width=width, depth=depth); opt = torch.optim.Adam(net.parameters(), 1e-3)
+x, y = torch.rand(batch, 1, patch, patch), torch.rand(batch, 1, patch, patch)
 for i in range(steps + 3):
     if i == 3:
         start = time.perf_counter()
@@ -51,10 +51,22 @@ print((time.perf_counter() - start) / steps)
 """
 
 
-def plain_step(threads: int, steps: int) -> float:
+def default_recipe() -> dict[str, int]:
+    """The default model's net and training batch, as ``python -m m3l.run.train model=dncnn`` composes them."""
+    from hydra import initialize_config_module
+
+    from m3l.run.precedence import compose_as_run
+
+    with initialize_config_module("m3l.configs", version_base=None):
+        cfg = compose_as_run("train", ["model=dncnn"])
+    return {"width": cfg.net.width, "depth": cfg.net.depth, "batch": cfg.data.train_batch_size,
+            "patch": cfg.data.patch_size}
+
+
+def plain_step(threads: int, steps: int, recipe: dict[str, int]) -> float:
     """Seconds per plain training step of the default DnCNN (a fresh process, ``threads`` torch threads)."""
-    out = subprocess.run([sys.executable, "-c", PLAIN, str(threads), str(steps)], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", PLAIN, str(threads), str(steps), *map(str, recipe.values())],
+                         capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -86,7 +98,8 @@ def main() -> None:
     from m3l.run.common import usable_cores
 
     threads = min(args.cores, usable_cores())
-    before = plain_step(threads, args.plain_steps)
+    recipe = default_recipe()
+    before = plain_step(threads, args.plain_steps, recipe)
     with tempfile.TemporaryDirectory(prefix="m3l-main-job-") as folder:
         work = Path(folder)
         env = {**os.environ, "M3L_CACHE": str(work / "cache"), "PYTHONUNBUFFERED": "1"}
@@ -101,7 +114,7 @@ def main() -> None:
         jobs = job_times(result.stderr + result.stdout)
         split = json.loads((work / "results" / "dncnn" / "train" / "timing.json").read_text())
         metrics = (work / "results" / "dncnn" / "metrics.csv").read_text()
-    after = plain_step(threads, args.plain_steps)
+    after = plain_step(threads, args.plain_steps, recipe)
     plain = (before + after) / 2
 
     import io
@@ -124,7 +137,8 @@ def main() -> None:
     ]
     table = [{"part": part, "seconds": round(seconds, 1), "share": round(seconds / wall, 3),
               "plain_steps": round(seconds / plain)} for part, seconds in rows]
-    table.append({"part": f"plain step ({threads} threads, {split['steps']} in the job)", "seconds": round(plain, 4),
+    size = f"batch {recipe['batch']} of {recipe['patch']}x{recipe['patch']}"
+    table.append({"part": f"plain step ({threads} threads, {size}, {split['steps']} in the job)", "seconds": round(plain, 4),
                   "share": float("nan"), "plain_steps": 1})
     report(table, "main_job" if not args.preset else f"main_job_{args.preset}")
     print(f"steps in the job: {split['steps']}; training steps / plain steps: "

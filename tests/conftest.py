@@ -90,6 +90,16 @@ def write_images(folder: Path, sizes: dict[str, tuple[int, int]], mode: str = "L
     return paths
 
 
+def perturbed(net: torch.nn.Module, scale: float = 0.05, seed: int = 1) -> torch.nn.Module:
+    """``net`` with every parameter moved off its initial value: a net whose init is the identity (DnCNN's zero
+    last convolution) would make a test comparing two ways of running it compare the input with itself."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=generator) * scale)
+    return net
+
+
 # The spandrel versions the authors'-weights tests were checked with (tests/test_authors_weights.py).
 SPANDREL = ("0.4", "0.5")
 

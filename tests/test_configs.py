@@ -24,7 +24,7 @@ def test_every_primary_config_composes_with_dncnn(name):
     assert cfg.task == name and cfg.name == "dncnn"
     assert cfg.net._target_ == "m3l.models.dncnn.DnCNN" and cfg.net.channels == 1
     assert cfg.serializer._target_ == "m3l.io.serializer.ImageSerializer"
-    assert cfg.trainer.max_epochs == 10  # the model config's value wins over the trainer default
+    assert cfg.trainer.max_epochs == 5  # the model config's value wins over the trainer default
 
 
 def test_color_model():

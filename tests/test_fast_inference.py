@@ -8,12 +8,14 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY, write_images
+from conftest import TINY, perturbed, write_images
 from test_configs import compose_m3l
 
 
 def trained_like(net: torch.nn.Module) -> torch.nn.Module:
-    """``net`` with batch-norm statistics and affine terms far from their initial values (as after training)."""
+    """``net`` with weights, batch-norm statistics and affine terms far from their initial values (as after
+    training: a fresh DnCNN is the identity)."""
+    perturbed(net)
     generator = torch.Generator().manual_seed(1)
     for module in net.modules():
         if isinstance(module, torch.nn.BatchNorm2d):

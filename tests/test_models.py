@@ -23,6 +23,15 @@ def test_dncnn_keeps_the_image_size(channels, size):
         assert net(x).shape == x.shape
 
 
+def test_a_fresh_dncnn_is_the_identity_denoiser_with_he_initialised_convolutions():
+    torch.manual_seed(0)
+    net = DnCNN(depth=5, width=64).eval()
+    x = torch.rand(1, 1, 9, 9)
+    assert torch.equal(net(x), x)  # the last convolution starts at zero
+    hidden = net.body[2].weight  # a 64 -> 64 convolution: He-normal, std sqrt(2 / (9 * 64))
+    assert abs(float(hidden.detach().std()) - (2 / (9 * 64)) ** 0.5) < 0.003 and hidden.abs().max() > 0.1
+
+
 def test_dncnn_is_residual():
     net = DnCNN(depth=3, width=4).eval()
     torch.nn.init.zeros_(net.body[-1].weight)

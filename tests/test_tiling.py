@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from conftest import perturbed
 from m3l.models.dncnn import DnCNN
 from m3l.engine.tiling import tiled
 
@@ -8,7 +9,7 @@ from m3l.engine.tiling import tiled
 @pytest.fixture(scope="module")
 def net():
     torch.manual_seed(0)
-    return DnCNN(depth=6, width=8).eval()  # receptive-field radius 6
+    return perturbed(DnCNN(depth=6, width=8)).eval()  # receptive-field radius 6
 
 
 @torch.no_grad()

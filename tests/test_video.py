@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import perturbed
 from m3l.data.degradations import GaussianNoise
 from m3l.io.clips import Clip, frame_rate, list_clips, read_clip, write_clip
 from m3l.data.video import H264, degrade_clip, moving_crops, reflect_index
@@ -37,7 +38,7 @@ def test_fastdvdnet_restores_the_centre_frame_of_any_size():
 
 
 def test_per_frame_runs_the_image_net_on_the_centre_frame_with_its_side_information():
-    image_net = DnCNN(channels=1, depth=3, width=4).eval()
+    image_net = perturbed(DnCNN(channels=1, depth=3, width=4)).eval()
     net = PerFrame(image_net)
     x = torch.rand(2, 1, 1, 16, 16)
     assert torch.equal(net(x, sigma=torch.ones(2)), image_net(x[:, 0]))  # DnCNN takes no sigma: dropped
