@@ -184,6 +184,28 @@ def test_a_bad_config_fails_before_any_job(m3l_env, tmp_path, change, message):
     assert not (tmp_path / "results").exists()
 
 
+def test_each_job_computes_on_the_threads_snakemake_gives_it(m3l_env, tmp_path):
+    """snakemake's {threads} reaches each m3l job as threads=N (torch's compute threads), so -c1 runs one thread and
+    --set-threads decides; a rerun on other cores is the same training run (fresh_run.py ignores threads=)."""
+    workflow_config(tmp_path, {"m": {"model": "dncnn"}})
+
+    def threads(*args: str) -> dict[str, str]:
+        plan = snakemake(tmp_path, m3l_env, "--dry-run", "--printshellcmds", *args).stdout
+        return dict(re.findall(r"python -m m3l\.run\.(\w+) .*? threads=(\d+) >", plan))
+
+    assert threads("--cores", "1") == {"train": "1", "test": "1", "correct": "1"}
+    assert threads("--cores", "8", "--set-threads", "train=3") == {"train": "3", "test": "2", "correct": "2"}
+
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fresh_run", REPO / "workflow" / "scripts" / "fresh_run.py")
+    fresh_run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fresh_run)
+    record = {"command": "python -m m3l.run.train model=dncnn resume=auto threads=2", "config": {}}
+    assert fresh_run.same_run(record, ["model=dncnn", "resume=auto"])
+    assert not fresh_run.same_run(record, ["model=dncnn", "resume=auto", "net.width=8"])
+
+
 def test_paper_preset_uses_the_published_protocol_on_the_named_folder(m3l_env, tmp_path):
     workflow_config(tmp_path, {"dncnn": {"model": "dncnn"}}, preset="paper", test_sets=None, data_root="/data/sets")
     result = snakemake(tmp_path, m3l_env, "--dry-run", "results/benchmark.csv", "results/dncnn/examples.png")

@@ -21,7 +21,7 @@ rule correct:
         directory("results/{model}/corrected/{dataset}"),
     log:
         "results/{model}/correct/{dataset}/console.log",
-    threads: 1
+    threads: 2
     params:
         args=m3l_args(
             "correct",
@@ -31,4 +31,4 @@ rule correct:
             "hydra.run.dir=results/{model}/correct/{dataset}",
         ),
     shell:
-        "python -m m3l.run.correct {params.args} > {log:q} 2>&1"
+        "python -m m3l.run.correct {params.args} threads={threads} > {log:q} 2>&1"

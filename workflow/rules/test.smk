@@ -7,7 +7,7 @@ rule test:
         per_image="results/{model}/per_image.csv",
     log:
         "results/{model}/test/console.log",
-    threads: 1
+    threads: 2
     params:
         args=m3l_args(
             "test",
@@ -17,4 +17,4 @@ rule test:
             "hydra.run.dir=results/{model}/test",
         ),
     shell:
-        "python -m m3l.run.test {params.args} > {log:q} 2>&1"
+        "python -m m3l.run.test {params.args} threads={threads} > {log:q} 2>&1"

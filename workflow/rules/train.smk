@@ -19,4 +19,4 @@ rule train:
         ),
     shell:
         "python {params.fresh_run:q} {params.run_dir:q} {params.args} && "
-        "python -m m3l.run.train {params.args} > {log:q} 2>&1"
+        "python -m m3l.run.train {params.args} threads={threads} > {log:q} 2>&1"

@@ -4,7 +4,7 @@
 model's settings changed), delete ``RUN_DIR/checkpoints`` so that ``resume=auto`` starts over instead of resuming a
 run of other settings. A raised budget (``trainer.max_epochs`` / ``trainer.max_steps`` at least the recorded run's)
 is not a change: the checkpoints stay and ``resume=auto`` continues the run. A lowered one starts over (the
-checkpoints went past it).
+checkpoints went past it). The compute threads (``threads=``, snakemake's ``{threads}``) are not a setting either.
 """
 
 import math
@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 BUDGET = ("trainer.max_epochs", "trainer.max_steps")
+SPEED = ("threads",)  # the job's compute threads (snakemake's {threads}): the same run on more or fewer cores
 
 
 def split(words):
@@ -23,6 +24,8 @@ def split(words):
     others, budget = [], {}
     for word in words:
         key, _, value = word.partition("=")
+        if key.lstrip("+~") in SPEED:
+            continue
         if key.lstrip("+~") in BUDGET:
             budget[key.lstrip("+~")] = value
         else:
