@@ -26,8 +26,8 @@ from test_workflow_slurm import slurm  # noqa: F401  (the fixture: skip without 
 SLURM = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]  # one cluster: its tests run one at a time
 CLUSTER = REPO / "tests/slurm/m3l_config/cluster/local_slurm_ddp.yaml"
 # one training batch a rank (16 patches over 2 or 4 ranks); threads=1: single-process tests measure the same floats
-SMALL = ["net.depth=3", "net.width=8", "trainer.max_epochs=1", "data.patches_per_epoch=16", "data.deadleaves.count=4",
-         "data.deadleaves.size=64", "data.num_workers=0", "trainer.enable_progress_bar=false",
+SMALL = ["net.depth=3", "net.width=8", "trainer.max_epochs=1", "data.patches_per_epoch=16", "data.train_batch_size=16",
+         "data.deadleaves.count=4", "data.deadleaves.size=64", "data.num_workers=0", "trainer.enable_progress_bar=false",
          "trainer.enable_model_summary=false", "threads=1"]
 
 
