@@ -26,7 +26,7 @@ import time
 import pandas as pd
 import torch
 
-from common import RESULTS
+from common import RESULTS, report
 
 LOG = RESULTS / "default_budget.jsonl"
 
@@ -90,9 +90,7 @@ def table() -> None:
     rows = pd.read_json(LOG, lines=True)
     rows = rows.sort_values(["init", "width", "batch", "steps", "at"])
     columns = ["init", "width", "depth", "batch", "patch", "lr", "steps", "drop", "at", "gflop", "psnr"]
-    rows[columns].to_csv(RESULTS / "default_budget.csv", index=False)
-    print(rows[columns].to_string(index=False))
-    print(f"-> {RESULTS / 'default_budget.csv'}")
+    report(rows[columns].to_dict("records"), "default_budget")
 
 
 def main() -> None:
